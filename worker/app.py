@@ -1,0 +1,111 @@
+"""Wires one worker process together: configuration → logs, metrics, health, Kafka clients, API client, pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Callable
+from functools import partial
+
+import confluent_kafka
+from prometheus_client import CollectorRegistry
+
+from worker.config import WorkerConfig
+from worker.health import Health, HealthServer
+from worker.kafka import make_consumer, make_dlq_producer
+from worker.logs import configure_logging
+from worker.metrics import WorkerMetrics
+from worker.mics.client import MicsClient
+from worker.mics.transport import make_transport
+from worker.pipeline import Pipeline, RunSummary, record_commits
+from worker.validation import Validators
+
+__all__ = ["format_summary", "run_worker"]
+
+log = logging.getLogger(__name__)
+
+
+def run_worker(config: WorkerConfig) -> RunSummary:
+    """Run one consumer-group member until SIGTERM/SIGINT; a second SIGINT exits at once."""
+    configure_logging(config.log_format, config.log_level, secrets=[config.api_token.header_value()])
+    log.info("starting with %r", config)
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(_run(config))
+
+
+async def _run(config: WorkerConfig) -> RunSummary:
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry, librdkafka_version=confluent_kafka.libversion()[0])
+    health = Health()
+    server = HealthServer(health, registry, host=config.health_host, port=config.health_port)
+    server.start()
+    log.info("metrics and health on port %d", server.port)
+    validators = Validators.load(config.schemas_dir)
+    consumer = make_consumer(config, on_stats=metrics.observe_kafka_stats, on_commit=partial(record_commits, metrics))
+    producer = make_dlq_producer(config)
+    transport = make_transport(config.http_backend, config.timeouts, config.max_concurrency)
+    client = MicsClient(transport, config.api_base_url, config.api_token)
+    pipeline = Pipeline(
+        config,
+        consumer=consumer,
+        producer=producer,
+        client=client,
+        validators=validators,
+        metrics=metrics,
+        health=health,
+    )
+    _install_signal_handlers(pipeline)
+    try:
+        return await pipeline.run()
+    finally:
+        server.stop()
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when installed (a locked dependency on Linux): measurably cheaper per request (bench/RESULTS.md)."""
+    try:
+        import uvloop  # noqa: PLC0415 - optional: absent on platforms without a wheel
+    except ImportError:  # pragma: no cover
+        return None
+    return uvloop.new_event_loop
+
+
+def _install_signal_handlers(pipeline: Pipeline) -> None:
+    loop = asyncio.get_running_loop()
+    interrupted = False
+
+    def on_interrupt() -> None:
+        nonlocal interrupted
+        if interrupted:
+            log.warning("second interrupt: exiting now without draining")
+            logging.shutdown()
+            os._exit(130)
+        interrupted = True
+        log.info("interrupt: draining (interrupt again to exit at once)")
+        pipeline.request_stop()
+
+    def on_terminate() -> None:
+        log.info("SIGTERM: draining in-flight messages, committing, leaving the group")
+        pipeline.request_stop()
+
+    loop.add_signal_handler(signal.SIGINT, on_interrupt)
+    loop.add_signal_handler(signal.SIGTERM, on_terminate)
+
+
+def format_summary(summary: RunSummary) -> str:
+    """The end-of-run ledger: consumed, delivered per route, dead-lettered per reason."""
+    lines = [f"consumed: {summary.consumed}"]
+    lines.append("delivered: " + _counts(summary.delivered))
+    lines.append("dead-lettered: " + _counts(summary.dead_lettered))
+    in_flight = summary.consumed - summary.finished
+    if in_flight:
+        lines.append(f"left in flight (uncommitted, redelivered on restart): {in_flight}")
+    return "\n".join(lines)
+
+
+def _counts(counter: dict[str, int]) -> str:
+    total = sum(counter.values())
+    parts = ", ".join(f"{name}={count}" for name, count in sorted(counter.items()))
+    return f"{total}" + (f" ({parts})" if parts else "")
