@@ -22,7 +22,7 @@ def run_members(count: int, base_health_port: int) -> int:
     for index in range(count):
         env = dict(os.environ)
         env["MICS_WORKER_HEALTH_PORT"] = str(base_health_port + index if base_health_port else 0)
-        members.append(subprocess.Popen([sys.executable, "-m", "worker", "run"], env=env))  # noqa: S603
+        members.append(subprocess.Popen([sys.executable, "-m", "worker", "run"], env=env))
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         for member in members:
