@@ -44,9 +44,7 @@ class AiohttpTransport:
         )
         return self._session
 
-    async def request(
-        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
-    ) -> RawResponse:
+    async def request(self, method: str, url: str, headers: Mapping[str, str], body: bytes | None) -> RawResponse:
         """Send one request and read the whole response, mapping every failure onto a TransportError."""
         session = self._session or self._open()
         try:

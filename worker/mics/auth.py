@@ -53,9 +53,7 @@ class ApiToken:
                 text = Path(path).read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 # Not chained: a UnicodeDecodeError carries the bytes it choked on, i.e. part of the secret.
-                raise ValueError(
-                    f"cannot read the API token file named by {file_var}: {type(exc).__name__}"
-                ) from None
+                raise ValueError(f"cannot read the API token file named by {file_var}: {type(exc).__name__}") from None
             return cls(text.strip())
         raise ValueError(f"no API token: set {var} or {file_var}")
 

@@ -129,16 +129,10 @@ class ApiPaths:
 
     def choice(self, datamart_id: str | int, selector: UserPointSelector, processing_id: str | int) -> str:
         """``…/user_points/<sel>/user_choices/processing_id=<p>``."""
-        url = (
-            self._user_point(datamart_id, selector)
-            + "/user_choices/processing_id="
-            + encode_segment(processing_id)
-        )
+        url = self._user_point(datamart_id, selector) + "/user_choices/processing_id=" + encode_segment(processing_id)
         return self._checked(url, 4)
 
-    def choice_change_log(
-        self, datamart_id: str | int, selector: UserPointSelector, processing_id: str | int
-    ) -> str:
+    def choice_change_log(self, datamart_id: str | int, selector: UserPointSelector, processing_id: str | int) -> str:
         """``…/user_points/<sel>/user_choices/processing_id=<p>/change_log``."""
         return self._checked(self.choice(datamart_id, selector, processing_id) + "/change_log", 5)
 

@@ -47,9 +47,7 @@ class HttpxTransport:
             cookies=httpx.Cookies(_cookie_free_jar()),
         )
 
-    async def request(
-        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
-    ) -> RawResponse:
+    async def request(self, method: str, url: str, headers: Mapping[str, str], body: bytes | None) -> RawResponse:
         """Send one request and read the whole response, mapping every failure onto a TransportError."""
         try:
             async with asyncio.timeout(self._total_s):

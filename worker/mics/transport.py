@@ -81,9 +81,7 @@ class RawResponse:
 class Transport(Protocol):
     """Sends one HTTP request; raises only :class:`TransportError` subclasses."""
 
-    async def request(
-        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
-    ) -> RawResponse: ...
+    async def request(self, method: str, url: str, headers: Mapping[str, str], body: bytes | None) -> RawResponse: ...
 
     async def aclose(self) -> None: ...
 
