@@ -8,7 +8,9 @@ Redirects are never followed, cookies are never kept and the environment's proxi
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
+from typing import Final
 
 import aiohttp
 from yarl import URL
@@ -22,6 +24,9 @@ from worker.mics.transport import (
     TransportProtocolError,
     TransportTimeout,
 )
+
+# aiohttp warns (ResourceWarning) when given raw bytes over 1 MiB; larger bodies go through a BytesIO instead.
+_LARGE_BODY_BYTES: Final = 512 * 1024
 
 
 class AiohttpTransport:
@@ -47,9 +52,10 @@ class AiohttpTransport:
     async def request(self, method: str, url: str, headers: Mapping[str, str], body: bytes | None) -> RawResponse:
         """Send one request and read the whole response, mapping every failure onto a TransportError."""
         session = self._session or self._open()
+        data = io.BytesIO(body) if body is not None and len(body) > _LARGE_BODY_BYTES else body
         try:
             async with session.request(
-                method, URL(url, encoded=True), headers=headers, data=body, allow_redirects=False
+                method, URL(url, encoded=True), headers=headers, data=data, allow_redirects=False
             ) as response:
                 payload = await response.read()
                 return RawResponse(
