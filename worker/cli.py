@@ -34,6 +34,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="start N members of the same consumer group (one per core); member i serves health on HEALTH_PORT+i",
     )
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="read the topics to their current end, plan every message, send and commit nothing; print the counts",
+    )
+    run.add_argument(
+        "--group", help="with --dry-run: start from this group's committed offsets (default: a throwaway group)"
+    )
     run.set_defaults(handler=_run)
 
     check = commands.add_parser("check", help="exit 0 when the local worker is healthy (an exec probe)")
@@ -41,7 +49,55 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--ready", action="store_true", help="check /readyz instead of /healthz")
     check.add_argument("--timeout", type=float, default=2.0, help="seconds (default 2)")
     check.set_defaults(handler=_check)
+    _add_validate(commands)
+    _add_dlq(commands)
     return parser
+
+
+def _add_validate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    validate = commands.add_parser("validate", help="check a file of messages (NDJSON or a JSON array) offline")
+    validate.add_argument("file", metavar="FILE", help="the file to check, or - for standard input")
+    validate.add_argument(
+        "--schema",
+        choices=("activity", "profile", "choice", "envelope", "auto"),
+        default="auto",
+        help="auto (default): envelope when a message has type and body, else activity",
+    )
+    validate.add_argument("--format", choices=("text", "json"), default="text")
+    validate.add_argument("--max-errors", type=int, default=1000, metavar="N", help="list at most N failures")
+    validate.set_defaults(handler=_validate)
+
+
+def _add_dlq(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    dlq = commands.add_parser("dlq", help="inspect or replay the dead-letter topic (settings: MICS_WORKER_*)")
+    actions = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
+    inspect = actions.add_parser(
+        "inspect", help="summarise the dead-letter topic; reads from the start, commits nothing"
+    )
+    inspect.add_argument("--topic", help="the dead-letter topic (default: $MICS_WORKER_DLQ_TOPIC)")
+    inspect.add_argument("--limit", type=int, metavar="N", help="read at most N records")
+    inspect.add_argument("--reason", action="append", metavar="GLOB", help="only these reasons (repeatable; http_5*)")
+    inspect.add_argument("--show", type=int, default=5, metavar="N", help="show the first N selected records")
+    inspect.add_argument("--format", choices=("text", "json"), default="text")
+    inspect.set_defaults(handler=_dlq_inspect)
+
+    replay = actions.add_parser("replay", help="produce dead-lettered records again, to their topic or --to")
+    replay.add_argument("--to", metavar="TOPIC", help="destination (default: the original topic of each record)")
+    replay.add_argument("--topic", help="the dead-letter topic (default: $MICS_WORKER_DLQ_TOPIC)")
+    replay.add_argument("--group", help="the replay's consumer group (default: <GROUP_ID>-dlq-replay)")
+    replay.add_argument("--reason", action="append", metavar="GLOB", help="only these reasons (repeatable; http_5*)")
+    replay.add_argument("--since", metavar="TIME", help="dead-lettered at or after TIME (ISO 8601 or epoch ms)")
+    replay.add_argument("--until", metavar="TIME", help="dead-lettered before TIME (ISO 8601 or epoch ms)")
+    replay.add_argument("--source-topic", action="append", metavar="TOPIC", help="only from this topic (repeatable)")
+    replay.add_argument("--partition", action="append", type=int, metavar="N", help="only from source partition N")
+    replay.add_argument("--offset-from", type=int, metavar="OFFSET", help="only from source offsets >= OFFSET")
+    replay.add_argument("--offset-to", type=int, metavar="OFFSET", help="only from source offsets <= OFFSET")
+    replay.add_argument("--limit", type=int, metavar="N", help="replay at most N records")
+    replay.add_argument("--max-replays", type=int, default=3, metavar="N", help="refuse records replayed N times")
+    replay.add_argument(
+        "--dry-run", action="store_true", help="count what would be replayed; produce and commit nothing"
+    )
+    replay.set_defaults(handler=_dlq_replay)
 
 
 def _load_config() -> WorkerConfig:
@@ -53,6 +109,11 @@ def _load_config() -> WorkerConfig:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        return _dry_run(args)
+    if args.group is not None:
+        sys.stderr.write("mics-worker: --group is only for --dry-run (the worker's group is MICS_WORKER_GROUP_ID)\n")
+        return 2
     config = _load_config()
     if args.processes < 1:
         sys.stderr.write("mics-worker: --processes must be at least 1\n")
@@ -76,3 +137,39 @@ def _check(args: argparse.Namespace) -> int:
         port = os.environ.get("MICS_WORKER_HEALTH_PORT", "9102")
         url = f"http://127.0.0.1:{port}/{'readyz' if args.ready else 'healthz'}"
     return check(url, args.timeout)
+
+
+def _dry_run(args: argparse.Namespace) -> int:
+    from worker.dlq import DlqError  # noqa: PLC0415 - keep `check` free of heavy imports
+    from worker.dryrun import config_for_dry_run, dry_run, format_dry_run  # noqa: PLC0415
+
+    try:
+        config = config_for_dry_run(os.environ)
+    except ConfigError as exc:
+        sys.stderr.write(f"mics-worker: configuration error: {exc}\n")
+        return 2
+    try:
+        report = dry_run(config, group=args.group)
+    except DlqError as exc:
+        sys.stderr.write(f"mics-worker run --dry-run: {exc}\n")
+        return 1
+    sys.stdout.write(format_dry_run(report) + "\n")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from worker.validate_file import command  # noqa: PLC0415 - keep `check` free of heavy imports
+
+    return command(args.file, schema=args.schema, output_format=args.format, max_listed=args.max_errors)
+
+
+def _dlq_inspect(args: argparse.Namespace) -> int:
+    from worker.dlq import inspect_command  # noqa: PLC0415 - keep `check` free of heavy imports
+
+    return inspect_command(args)
+
+
+def _dlq_replay(args: argparse.Namespace) -> int:
+    from worker.dlq import replay_command  # noqa: PLC0415 - keep `check` free of heavy imports
+
+    return replay_command(args)
