@@ -1,0 +1,1 @@
+"""Tests of the observability building blocks: metrics, health, logs, dashboard and alert rules."""

@@ -1,0 +1,256 @@
+"""The Grafana dashboard and the Prometheus rules read only metrics WorkerMetrics registers, and are well-formed."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from tests.observability import yaml_subset
+from worker.metrics import WorkerMetrics
+
+REPO = Path(__file__).resolve().parents[2]
+FILES = REPO / "helm" / "mics-worker" / "files"
+DASHBOARD = FILES / "grafana-dashboard.json"
+RULES = FILES / "prometheus-rules.yaml"
+RULE_TESTS = Path(__file__).with_name("prometheus-rules.test.yaml")
+
+PROMETHEUS_OWN_SERIES = frozenset({"up"})
+"""Series Prometheus records itself for every target; allowed in rules though no worker exports them."""
+
+_PROMQL_WORDS = frozenset(
+    {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring", "group_left", "group_right"}
+)
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'')
+_MATCHERS = re.compile(r"\{[^{}]*\}")
+_RANGE = re.compile(r"\[[^\]]*\]")
+_GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
+_NUMBER = re.compile(r"(?<![\w:])\d+(?:\.\d+)?(?:[eE][+-]?\d+)?")
+_IDENTIFIER = re.compile(r"[A-Za-z_:][\w:]*")
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression selects (functions, keywords, labels and literals removed)."""
+    text = _STRING.sub(" ", expr)
+    text = _MATCHERS.sub(" ", text)
+    text = _RANGE.sub(" ", text)
+    text = _GROUPING.sub(" ", text)
+    text = _NUMBER.sub(" ", text)
+    names = set()
+    for match in _IDENTIFIER.finditer(text):
+        rest = text[match.end() :].lstrip()
+        if rest.startswith("(") or match.group() in _PROMQL_WORDS:
+            continue  # a function or aggregation, or an operator keyword
+        names.add(match.group())
+    return names
+
+
+def exported_names() -> set[str]:
+    """Every series name WorkerMetrics can export, histogram and counter suffixes included."""
+    registry = CollectorRegistry()
+    WorkerMetrics(registry)
+    names = set()
+    for family in registry.collect():
+        if family.type == "counter":
+            names.add(f"{family.name}_total")
+        elif family.type == "histogram":
+            names |= {f"{family.name}_bucket", f"{family.name}_sum", f"{family.name}_count"}
+        else:
+            names.add(family.name)
+    return names
+
+
+def dashboard() -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    return document
+
+
+def panel_exprs(document: dict[str, Any]) -> list[tuple[str, str]]:
+    found = []
+    for panel in document["panels"]:
+        for target in panel.get("targets", []):
+            found.append((panel["title"], target["expr"]))
+        for inner in panel.get("panels", []):
+            found.extend((inner["title"], target["expr"]) for target in inner.get("targets", []))
+    return found
+
+
+def rules() -> list[dict[str, Any]]:
+    document = yaml_subset.load(RULES.read_text())
+    assert isinstance(document, dict)
+    return [rule for group in document["groups"] for rule in group["rules"]]
+
+
+class TestMetricNameExtraction:
+    def test_extracts_selected_names_only(self) -> None:
+        """Functions, aggregations, labels, strings, ranges and numbers are not taken for metric names."""
+        expr = (
+            'histogram_quantile(0.95, sum by (le, route) (rate(a_bucket{job=~"x|y", route!="z"}[5m])))'
+            " / on (job) group_left b_total > 1e-9 and c unless absent(d)"
+        )
+        assert metric_names(expr) == {"a_bucket", "b_total", "c", "d"}
+
+    def test_histogram_suffixes_map_to_the_family(self) -> None:
+        """A histogram family is exported as _bucket, _sum and _count; a counter as _total."""
+        names = exported_names()
+        assert {
+            "mics_worker_http_request_duration_seconds_bucket",
+            "mics_worker_http_request_duration_seconds_sum",
+            "mics_worker_http_request_duration_seconds_count",
+            "mics_worker_messages_consumed_total",
+            "mics_worker_consumer_lag",
+        } <= names
+
+
+class TestDashboard:
+    def test_every_panel_metric_is_registered(self) -> None:
+        """Each metric a panel query selects is one WorkerMetrics exports."""
+        exported = exported_names()
+        document = dashboard()
+        exprs = panel_exprs(document)
+        assert exprs, "the dashboard has no queries"
+        for title, expr in exprs:
+            names = metric_names(expr)
+            assert names, f"panel {title!r} selects no metric: {expr}"
+            assert names <= exported, f"panel {title!r} reads unknown metrics {names - exported}"
+
+    def test_template_variables_read_registered_metrics(self) -> None:
+        """label_values() queries of the template variables name exported metrics."""
+        exported = exported_names()
+        for variable in dashboard()["templating"]["list"]:
+            if variable["type"] == "query":
+                (metric,) = re.findall(r"label_values\(\s*([A-Za-z_:][\w:]*)", variable["definition"])
+                assert metric in exported
+
+    def test_datasource_is_an_input(self) -> None:
+        """Every panel and query uses the ${DS_PROMETHEUS} data source, declared as an import input."""
+        document = dashboard()
+        assert [item["name"] for item in document["__inputs"]] == ["DS_PROMETHEUS"]
+        for panel in document["panels"]:
+            if panel["type"] != "row":
+                assert panel["datasource"]["uid"] == "${DS_PROMETHEUS}"
+                assert all(target["datasource"]["uid"] == "${DS_PROMETHEUS}" for target in panel["targets"])
+
+    def test_panel_ids_are_unique(self) -> None:
+        """Grafana needs distinct panel ids."""
+        ids = [panel["id"] for panel in dashboard()["panels"]]
+        assert len(ids) == len(set(ids))
+
+    @pytest.mark.parametrize(
+        "family",
+        [
+            "mics_worker_messages_consumed_total",
+            "mics_worker_messages_outcome_total",
+            "mics_worker_http_request_duration_seconds_bucket",
+            "mics_worker_http_requests_total",
+            "mics_worker_consumer_lag",
+            "mics_worker_in_flight_messages",
+            "mics_worker_paused",
+            "mics_worker_retries_total",
+            "mics_worker_end_to_end_latency_seconds_bucket",
+        ],
+    )
+    def test_required_views_are_present(self, family: str) -> None:
+        """Throughput, outcomes, latency, status classes, lag, in-flight, pauses, retries and e2e have panels."""
+        assert any(family in metric_names(expr) for _, expr in panel_exprs(dashboard()))
+
+
+class TestRulesStructure:
+    def test_every_rule_metric_is_registered(self) -> None:
+        """Each metric an alert expression selects is one WorkerMetrics exports (or Prometheus's own up)."""
+        allowed = exported_names() | PROMETHEUS_OWN_SERIES
+        for rule in rules():
+            names = metric_names(rule["expr"])
+            assert names, f"{rule['alert']} selects no metric"
+            assert names <= allowed, f"{rule['alert']} reads unknown metrics {names - allowed}"
+
+    def test_every_alert_has_for_severity_and_annotations(self) -> None:
+        """Each alert waits a 'for' duration and carries a severity, a summary and a description."""
+        for rule in rules():
+            assert re.fullmatch(r"\d+[smh]", rule["for"]), rule["alert"]
+            assert rule["labels"]["severity"] in {"warning", "critical"}, rule["alert"]
+            assert rule["annotations"]["summary"].strip(), rule["alert"]
+            assert rule["annotations"]["description"].strip(), rule["alert"]
+
+    def test_alert_names_are_unique_and_cover_the_required_cases(self) -> None:
+        """The required alerts exist once each."""
+        names = [rule["alert"] for rule in rules()]
+        assert len(names) == len(set(names))
+        assert {
+            "MicsWorkerConsumerLagGrowing",
+            "MicsWorkerDeadLetterRateHigh",
+            "MicsWorkerHttpErrorRatioHigh",
+            "MicsWorkerPausedCredentials",
+            "MicsWorkerPausedDeadLetterQueue",
+            "MicsWorkerNotConsuming",
+            "MicsWorkerDown",
+        } <= set(names)
+
+    def test_no_helm_templating(self) -> None:
+        """The file is plain: only Prometheus's own {{ $labels }} / {{ $value }} templates appear in it."""
+        for template in re.findall(r"\{\{(.*?)\}\}", RULES.read_text()):
+            assert template.strip().startswith(("$labels", "$value")), template
+
+
+def promtool() -> str | None:
+    """The promtool that scripts/install-promtool builds, or one on PATH."""
+    built = REPO / ".cache" / "tools" / "promtool"
+    if built.is_file() and os.access(built, os.X_OK):
+        return str(built)
+    return shutil.which("promtool")
+
+
+needs_promtool = pytest.mark.skipif(
+    promtool() is None, reason="promtool not installed: run scripts/install-promtool (needs Go) to enable"
+)
+
+
+@needs_promtool
+class TestPromtool:
+    def test_rules_pass_promtool_check(self) -> None:
+        """promtool accepts the rule file (syntax, PromQL, templates)."""
+        result = subprocess.run(
+            [str(promtool()), "check", "rules", str(RULES)], capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    def test_alerts_fire_as_specified(self, tmp_path: Path) -> None:
+        """promtool's rule unit tests: each alert fires on its scenario and stays quiet on the healthy one.
+
+        The scenarios check when alerts fire and with which labels; annotations (checked above, and by
+        promtool check rules) are stripped from the copy under test so the scenarios need not repeat them.
+        """
+        (tmp_path / RULES.name).write_text(without_annotations(RULES.read_text()))
+        shutil.copy(RULE_TESTS, tmp_path / RULE_TESTS.name)
+        result = subprocess.run(
+            [str(promtool()), "test", "rules", RULE_TESTS.name],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=tmp_path,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def without_annotations(text: str) -> str:
+    """The rule file with every ``annotations:`` block removed (by indentation)."""
+    kept: list[str] = []
+    skipping_deeper_than: int | None = None
+    for line in text.splitlines():
+        indent = len(line) - len(line.lstrip(" "))
+        if skipping_deeper_than is not None:
+            if not line.strip() or indent > skipping_deeper_than:
+                continue
+            skipping_deeper_than = None
+        if line.strip() == "annotations:":
+            skipping_deeper_than = indent
+            continue
+        kept.append(line)
+    return "\n".join(kept) + "\n"
