@@ -18,7 +18,7 @@ from collections.abc import Collection
 from typing import Final
 
 import orjson
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 from worker import __version__
 
@@ -130,8 +130,17 @@ class WorkerMetrics:
     lock or tolerate a benign race that binds the same child twice).
     """
 
-    def __init__(self, registry: CollectorRegistry, *, librdkafka_version: str = "unknown") -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        librdkafka_version: str = "unknown",
+        process_metrics: bool = True,
+    ) -> None:
         self.registry = registry
+        if process_metrics:
+            # process_cpu_seconds_total, process_resident_memory_bytes, open fds...: read from /proc per scrape.
+            ProcessCollector(registry=registry)
         self._lock = threading.Lock()
         self.messages_consumed = Counter(
             "mics_worker_messages_consumed",
@@ -229,16 +238,12 @@ class WorkerMetrics:
 
         all_routes = (*sorted(ROUTES), UNKNOWN_ROUTE)
         # Bound up front so every series the alerts read exists (at 0) before the first event.
-        self._delivered = {
-            route: self.messages_outcome.labels(route, "delivered", "none") for route in all_routes
-        }
+        self._delivered = {route: self.messages_outcome.labels(route, "delivered", "none") for route in all_routes}
         self._validation = {route: self.validation_failures.labels(route) for route in all_routes}
         self._e2e = {route: self.end_to_end_latency.labels(route) for route in all_routes}
         self._duration = {route: self.http_request_duration.labels(route) for route in all_routes}
         self._http = {
-            (route, cls): self.http_requests.labels(route, cls)
-            for route in all_routes
-            for cls in _STATUS_CLASSES
+            (route, cls): self.http_requests.labels(route, cls) for route in all_routes for cls in _STATUS_CLASSES
         }
         self._paused = {reason: self.paused.labels(reason) for reason in (*sorted(PAUSE_REASONS), OTHER)}
         self._rebalances = {event: self.rebalances.labels(event) for event in sorted(REBALANCE_EVENTS)}

@@ -218,6 +218,14 @@ class TestState:
         labels = {"version": __version__, "python": platform.python_version(), "librdkafka": "2.16.0"}
         assert registry.get_sample_value("mics_worker_build_info", labels) == 1
 
+    def test_process_metrics_are_opt_out(self) -> None:
+        """The process collector (CPU, memory, fds) is registered unless process_metrics=False."""
+        with_process, without_process = CollectorRegistry(), CollectorRegistry()
+        WorkerMetrics(with_process)
+        WorkerMetrics(without_process, process_metrics=False)
+        assert with_process.get_sample_value("process_start_time_seconds") is not None
+        assert without_process.get_sample_value("process_start_time_seconds") is None
+
 
 class TestLabelBounds:
     def test_every_label_comes_from_a_closed_set(self) -> None:
