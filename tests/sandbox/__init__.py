@@ -1,0 +1,1 @@
+"""Tests of the sandbox API (worker.sandbox) and its process controller."""

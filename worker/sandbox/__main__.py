@@ -1,0 +1,101 @@
+"""`python -m worker.sandbox`: run the local stand-in for the mediarithmics API until SIGTERM or SIGINT.
+
+Once it accepts connections it prints exactly one line on stdout, `sandbox listening on http://HOST:PORT`.
+The token comes from `--token` or, better (argv is visible to other users), `MICS_SANDBOX_TOKEN`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+import uvloop
+
+from worker.sandbox.admin import TokenError, check_token
+from worker.sandbox.faults import FaultSettings, FaultSettingsError
+from worker.sandbox.server import SandboxServer
+from worker.sandbox.state import MIB, SandboxSettings
+from worker.validation import Validators
+
+TOKEN_ENV = "MICS_SANDBOX_TOKEN"  # noqa: S105 - the name of an environment variable, not a secret
+_FAULT_FLAGS = {
+    "latency_ms": float,
+    "p429": float,
+    "retry_after_s": int,
+    "p500": float,
+    "p503": float,
+    "p_reset": float,
+    "p_hang": float,
+    "hang_s": float,
+    "outage_s": float,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: address, token, mode, limits and the initial faults."""
+    parser = argparse.ArgumentParser(prog="python -m worker.sandbox", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=0, help="port to listen on; 0 picks a free one (default)")
+    parser.add_argument("--token", help=f"the accepted API token (default: ${TOKEN_ENV})")
+    parser.add_argument("--minimal", action="store_true", help="benchmark mode: no validation, no storage")
+    parser.add_argument("--seed", type=int, help="seed of the fault RNG, for reproducible runs")
+    parser.add_argument("--max-body-bytes", type=int, default=MIB, help="413 above this (default: 1 MiB)")
+    parser.add_argument("--journal-size", type=int, default=10_000, help="requests kept for /_sandbox/requests")
+    parser.add_argument("--log-level", default="WARNING", help="stderr log level (default: %(default)s)")
+    faults = parser.add_argument_group("faults (also settable at runtime: PUT /_sandbox/faults)")
+    for name, kind in _FAULT_FLAGS.items():
+        faults.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, metavar=kind.__name__.upper())
+    return parser
+
+
+async def _serve(server: SandboxServer, host: str, port: int, outage_s: float | None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    bound = await server.start(host, port)
+    if outage_s:
+        server.state.faults.update({"outage_s": outage_s})
+    shown_host = f"[{host}]" if ":" in host else host
+    print(f"sandbox listening on http://{shown_host}:{bound}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse `argv`, serve until a stop signal, return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
+    try:
+        token = check_token(args.token if args.token is not None else os.environ.get(TOKEN_ENV))
+        fault_flags = {name: getattr(args, name) for name in _FAULT_FLAGS if name != "outage_s"}
+        faults = FaultSettings().with_changes({k: v for k, v in fault_flags.items() if v is not None})
+        if args.outage_s is not None and args.outage_s < 0:
+            raise FaultSettingsError("outage_s must be >= 0")
+    except TokenError as exc:
+        parser.error(f"{exc} (pass --token or set {TOKEN_ENV})")
+    except FaultSettingsError as exc:
+        parser.error(str(exc))
+    settings = SandboxSettings(
+        token=token,
+        minimal=args.minimal,
+        max_body_bytes=args.max_body_bytes,
+        journal_capacity=args.journal_size,
+        seed=args.seed,
+        faults=faults,
+    )
+    checker = None if args.minimal else Validators.load()
+    uvloop.run(_serve(SandboxServer(settings, checker), args.host, args.port, args.outage_s))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

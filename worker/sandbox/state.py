@@ -1,0 +1,57 @@
+"""Everything the sandbox remembers between requests, and how it is put back to its starting point."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from worker.sandbox.faults import FaultInjector, FaultSettings
+from worker.sandbox.journal import DEFAULT_CAPACITY, Journal
+from worker.sandbox.store import DocumentStore
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxSettings:
+    """How the sandbox was started.
+
+    `minimal` trades fidelity for speed (benchmarks): no JSON parsing, no validation, no storage, counts only.
+    """
+
+    token: str = field(repr=False)
+    minimal: bool = False
+    max_body_bytes: int = MIB
+    journal_capacity: int = DEFAULT_CAPACITY
+    seed: int | None = None
+    faults: FaultSettings = field(default_factory=FaultSettings)
+
+
+class SandboxState:
+    """The accepted token, stored documents, request journal and fault injector of one sandbox."""
+
+    def __init__(self, settings: SandboxSettings) -> None:
+        self.settings = settings
+        self.token = settings.token
+        self.store = DocumentStore()
+        self.journal = Journal(settings.journal_capacity)
+        self.faults = FaultInjector(settings.faults, seed=settings.seed)
+
+    @property
+    def token(self) -> str:
+        """The one API token accepted right now."""
+        return self._token
+
+    @token.setter
+    def token(self, token: str) -> None:
+        self._token = token
+        self.token_bytes = token.encode("utf-8")  # compared on every request: encoded once
+
+    def __repr__(self) -> str:
+        return f"SandboxState(minimal={self.settings.minimal}, stored={self.store.counts()})"
+
+    def reset(self) -> None:
+        """Back to how it started: startup token and faults, re-seeded RNG, nothing stored or counted."""
+        self.token = self.settings.token
+        self.store.clear()
+        self.journal.clear()
+        self.faults.reset()
