@@ -654,7 +654,7 @@ def format_replay(report: ReplayReport) -> str:
 # -- command line --------------------------------------------------------------------------------------------------
 
 
-def inspect_command(args: argparse.Namespace, stdout: IO[str] = sys.stdout, stderr: IO[str] = sys.stderr) -> int:
+def inspect_command(args: argparse.Namespace) -> int:
     """`mics-worker dlq inspect`: 0 on success, 1 when the DLQ cannot be read, 2 on a usage error."""
     try:
         settings = DlqSettings.from_env(os.environ)
@@ -666,16 +666,16 @@ def inspect_command(args: argparse.Namespace, stdout: IO[str] = sys.stdout, stde
             show=args.show,
         )
     except ConfigError as exc:
-        stderr.write(f"mics-worker dlq inspect: configuration error: {exc}\n")
+        sys.stderr.write(f"mics-worker dlq inspect: configuration error: {exc}\n")
         return 2
     except (DlqError, KafkaException) as exc:
-        stderr.write(f"mics-worker dlq inspect: {exc}\n")
+        sys.stderr.write(f"mics-worker dlq inspect: {exc}\n")
         return 1
-    stdout.write(format_inspect(report, args.format) + "\n")
+    sys.stdout.write(format_inspect(report, args.format) + "\n")
     return 0
 
 
-def replay_command(args: argparse.Namespace, stdout: IO[str] = sys.stdout, stderr: IO[str] = sys.stderr) -> int:
+def replay_command(args: argparse.Namespace) -> int:
     """`mics-worker dlq replay`: 0 on success (refusals included), 1 when it stopped on an error, 2 on a usage error."""
     try:
         settings = DlqSettings.from_env(os.environ)
@@ -697,18 +697,18 @@ def replay_command(args: argparse.Namespace, stdout: IO[str] = sys.stdout, stder
             max_replays=args.max_replays,
         )
     except (ConfigError, ValueError) as exc:
-        stderr.write(f"mics-worker dlq replay: {exc}\n")
+        sys.stderr.write(f"mics-worker dlq replay: {exc}\n")
         return 2
-    bar = _ProgressBar(stderr) if stderr.isatty() else None
+    bar = _ProgressBar(sys.stderr) if sys.stderr.isatty() else None
     try:
         report = replay(settings, options, progress=bar)
     except (DlqError, KafkaException) as exc:
-        stderr.write(f"\nmics-worker dlq replay: {exc}\n")
+        sys.stderr.write(f"\nmics-worker dlq replay: {exc}\n")
         return 1
     finally:
         if bar is not None:
             bar.finish()
-    stdout.write(format_replay(report) + "\n")
+    sys.stdout.write(format_replay(report) + "\n")
     return 0
 
 

@@ -257,8 +257,8 @@ def command(
     max_listed: int = 1000,
     max_message_bytes: int = WorkerConfig.max_message_bytes,
     stdin: IO[bytes] | None = None,
-    stdout: IO[str] = sys.stdout,
-    stderr: IO[str] = sys.stderr,
+    stdout: IO[str] | None = None,
+    stderr: IO[str] | None = None,
 ) -> int:
     """Run `mics-worker validate`: 0 all valid, 1 something invalid, 2 the file cannot be read."""
     validators = Validators.load()
@@ -278,9 +278,9 @@ def command(
             with Path(path).open("rb") as stream:
                 report = check(stream)
     except OSError as exc:
-        stderr.write(f"mics-worker validate: cannot read {path}: {exc.strerror or exc}\n")
+        (stderr or sys.stderr).write(f"mics-worker validate: cannot read {path}: {exc.strerror or exc}\n")
         return 2
-    stdout.write(format_report(report, name, output_format) + "\n")
+    (stdout or sys.stdout).write(format_report(report, name, output_format) + "\n")
     return 1 if report.invalid else 0
 
 
