@@ -97,11 +97,12 @@ _CACHE_LIMIT: Final = 4096
 """Entries kept in a raw-key child cache; past it, recording still works, just without the cache."""
 
 
-def _http_reason(status: int) -> str:
+def http_reason(status: int) -> str:
+    """The reason label for an HTTP status (``http_503``), as dead_lettered() and retry() accept it."""
     return f"http_{status}"
 
 
-_HTTP_REASONS: Final = frozenset(_http_reason(status) for status in range(_MIN_STATUS, _MAX_STATUS + 1))
+_HTTP_REASONS: Final = frozenset(http_reason(status) for status in range(_MIN_STATUS, _MAX_STATUS + 1))
 
 
 def bounded_route(route: str) -> str:
