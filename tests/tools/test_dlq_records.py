@@ -30,7 +30,7 @@ def dead_letter(
     value: bytes = b'{"k": 1}',
 ) -> DeadLetterRecord:
     """A DLQ record as the pipeline writes it: the original headers, then the context headers."""
-    headers = list(original or []) + context_headers(*source, letter)
+    headers: list[tuple[str, str | bytes | None]] = [*(original or []), *context_headers(*source, letter)]
     message = Message(
         topic="dlq", partition=0, offset=7, key=b"user-1", value=value, headers=headers, timestamp=(1, timestamp_ms)
     )

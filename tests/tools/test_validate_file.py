@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from worker.cli import main
-from worker.validate_file import DECODE_RULE, Failure, FileReport, format_report, validate_stream
+from worker.validate_file import DECODE_RULE, Failure, FileReport, SchemaChoice, format_report, validate_stream
 from worker.validation import Validators
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "schemas"
@@ -39,8 +39,18 @@ def ndjson(*documents: object) -> bytes:
     return b"".join(json.dumps(document).encode() + b"\n" for document in documents)
 
 
-def check(data: bytes, validators: Validators, **kwargs: object) -> FileReport:
-    return validate_stream(io.BytesIO(data), validators, **kwargs)  # type: ignore[arg-type]
+def check(
+    data: bytes,
+    validators: Validators,
+    *,
+    schema: SchemaChoice = "auto",
+    max_message_bytes: int = 1_000_000,
+    max_listed: int = 1000,
+) -> FileReport:
+    stream = io.BytesIO(data)
+    return validate_stream(
+        stream, validators, schema=schema, max_message_bytes=max_message_bytes, max_listed=max_listed
+    )
 
 
 class TestNdjson:
@@ -138,7 +148,9 @@ class TestJsonArray:
 
 class TestSchemaExamples:
     @pytest.mark.parametrize("schema", SCHEMAS)
-    def test_example_files_are_judged_as_the_schema_tests_expect(self, schema: str, validators: Validators) -> None:
+    def test_example_files_are_judged_as_the_schema_tests_expect(
+        self, schema: SchemaChoice, validators: Validators
+    ) -> None:
         """The repository's example documents as NDJSON: each invalid one fails at its line as its .expect.json says.
 
         Valid envelope examples may still fail under `$.body`: `validate` also checks an envelope's body against its
