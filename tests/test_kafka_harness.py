@@ -126,3 +126,30 @@ def test_the_broker_is_kafka_4(kafka_broker: KafkaService) -> None:
     if kafka_broker.version is None:
         pytest.skip("external broker (KAFKA_BOOTSTRAP_SERVERS): its version is not known to the harness")
     assert re.fullmatch(r"4\.\d+\.\d+(-\S+)?", kafka_broker.version)
+
+
+def test_a_killed_broker_comes_back_with_its_address_and_data(
+    kafka_broker: KafkaService, topic_factory: TopicFactory, group_id: str
+) -> None:
+    """After a hard kill and a start, the broker listens on the same address and still holds what it acknowledged."""
+    broker = kafka_broker.broker
+    if broker is None:
+        pytest.skip("external broker (KAFKA_BOOTSTRAP_SERVERS): the harness cannot restart it")
+    topic = topic_factory(partitions=1)
+    producer = Producer({"bootstrap.servers": kafka_broker.bootstrap_servers, "acks": "all"})
+    for index in range(100):
+        producer.produce(topic, value=f"{index}".encode())
+    assert producer.flush(30) == 0
+
+    broker.kill()
+    assert not broker.is_running()
+    broker.start()
+    assert broker.bootstrap_servers == kafka_broker.bootstrap_servers
+
+    consumer = _consumer(kafka_broker.bootstrap_servers, group_id)
+    try:
+        consumer.subscribe([topic])
+        messages = _consume_until(consumer, 100)
+    finally:
+        consumer.close()
+    assert [m.value() for m in messages] == [f"{index}".encode() for index in range(100)]
