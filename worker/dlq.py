@@ -11,7 +11,9 @@ instance a replayed message that fails again) wait for the next run instead of l
   Partitions are assigned, not subscribed, so two replays must not run at once in the same group.
 
 A replayed record keeps its key, value and headers, loses the dead-letter context headers, and carries
-``mics.replay.count`` (1 on its first replay). A record already replayed ``max_replays`` times is refused.
+``mics.replay.count`` (1 on its first replay). Sent back to its original topic, it goes to its original partition
+(so it keeps its place among the same key's messages); elsewhere its key decides. A record already replayed
+``max_replays`` times is refused.
 """
 
 from __future__ import annotations
@@ -130,6 +132,8 @@ class DlqSettings:
         settings: dict[str, Any] = {
             "bootstrap.servers": self.bootstrap_servers,
             "client.id": f"mics-worker-dlq-replay/{__version__}",
+            # The Java client's default: a keyed record lands where most producers would have put it.
+            "partitioner": "murmur2_random",
             "linger.ms": 5,
             "message.timeout.ms": 30_000,
         }
@@ -557,7 +561,7 @@ class _ReplayBatch:
         self._producer = producer
         self._options = options
         self._report = report
-        self._known_topics: set[str] = set()
+        self._partition_counts: dict[str, int] = {}
         self._failures: list[str] = []
 
     def run(self, batch: list[Message]) -> bool:
@@ -587,16 +591,20 @@ class _ReplayBatch:
         if record.replay_count >= self._options.max_replays:
             report.refused += 1
             return
-        self._check_topic(destination)
+        partitions = self._partition_count(destination)
         if self._producer is not None:
-            self._produce(self._producer, destination, record)
+            # Back where it came from keeps its place among the same key's messages; elsewhere the key decides.
+            original = record.source_partition if destination == record.source_topic else None
+            partition = original if original is not None and original < partitions else -1
+            self._produce(self._producer, destination, partition, record)
         report.replayed[destination] += 1
 
-    def _produce(self, producer: Producer, destination: str, record: DeadLetterRecord) -> None:
+    def _produce(self, producer: Producer, destination: str, partition: int, record: DeadLetterRecord) -> None:
         while True:
             try:
                 producer.produce(
                     destination,
+                    partition=partition,
                     value=record.value,
                     key=record.key,
                     headers=record.replay_headers(),
@@ -610,15 +618,16 @@ class _ReplayBatch:
         if error is not None:
             self._failures.append(error.str())
 
-    def _check_topic(self, topic: str) -> None:
-        """Refuse a destination the cluster does not have, before anything is produced to it."""
-        if topic in self._known_topics:
-            return
-        metadata = self._consumer.list_topics(topic, timeout=self._options.timeout_s)
-        found = metadata.topics.get(topic)
-        if found is None or found.error is not None:
-            raise DlqError(f"destination topic {topic!r} does not exist (use --to to choose another)")
-        self._known_topics.add(topic)
+    def _partition_count(self, topic: str) -> int:
+        """The destination's partition count; a topic the cluster does not have stops the replay before producing."""
+        count = self._partition_counts.get(topic)
+        if count is None:
+            metadata = self._consumer.list_topics(topic, timeout=self._options.timeout_s)
+            found = metadata.topics.get(topic)
+            if found is None or found.error is not None:
+                raise DlqError(f"destination topic {topic!r} does not exist (use --to to choose another)")
+            count = self._partition_counts[topic] = len(found.partitions)
+        return count
 
     def _acknowledge_and_commit(self, next_offsets: dict[tuple[str, int], int]) -> None:
         if self._producer is None or not next_offsets:

@@ -113,8 +113,8 @@ class TestReplay:
     def test_replays_to_the_original_topics_with_headers_rewritten(
         self, kafka_broker: KafkaService, dlq: tuple[str, str, str], group_id: str
     ) -> None:
-        """Each record goes back to its source topic with key and value intact, context headers removed,
-        original headers kept and the replay count incremented."""
+        """Each record goes back to its source topic and partition, in order, with key and value intact, context
+        headers removed, original headers kept and the replay count incremented."""
         topic, events, profiles = dlq
         report = replay(settings_for(kafka_broker, topic, group_id))
         assert (report.read, report.selected, report.replayed) == (5, 5, {events: 4, profiles: 1})
@@ -122,7 +122,12 @@ class TestReplay:
         assert (profile.key(), profile.value()) == (b"user-p", b'{"p": 1}')
         assert profile.headers() == [("trace", b"t-1"), (REPLAY_COUNT_HEADER, b"2")]
         replayed_events = read_all(kafka_broker.bootstrap_servers, events)
-        assert sorted(m.value() or b"" for m in replayed_events) == [b"{", b'{"n": 0}', b'{"n": 1}', b'{"n": 2}']
+        assert [(m.partition(), m.value()) for m in replayed_events] == [
+            (0, b'{"n": 0}'),
+            (0, b'{"n": 1}'),
+            (0, b'{"n": 2}'),
+            (1, b"{"),
+        ]
         assert all(m.headers() == [(REPLAY_COUNT_HEADER, b"1")] for m in replayed_events)
 
     def test_second_run_replays_nothing(
