@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import socket
 from collections.abc import Iterator
 
 import httpx
@@ -11,6 +13,17 @@ from tests.sandbox.conftest import ACTIVITY, ACTIVITY_PATH, PROFILE, PROFILE_PAT
 from tests.support.sandbox_process import SandboxProcess
 
 pytestmark = pytest.mark.integration
+
+
+def _read_head(sock: socket.socket) -> bytes:
+    """Read from `sock` up to the end of one response head."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        received += chunk
+    return received
 
 
 class TestActivities:
@@ -78,6 +91,21 @@ class TestActivities:
 
         response = api.post(ACTIVITY_PATH, content=chunks(), headers={"Content-Type": "application/json"})
         assert response.status_code == 413
+
+    def test_expect_100_continue_is_honoured(self, sandbox: SandboxProcess) -> None:
+        """A client sending `Expect: 100-continue` (as curl does) is told to go on, then answered."""
+        body = json.dumps(ACTIVITY).encode()
+        host, port = sandbox.base_url.removeprefix("http://").rsplit(":", 1)
+        head = (
+            f"POST {ACTIVITY_PATH} HTTP/1.1\r\nHost: {host}\r\nAuthorization: {sandbox.token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n"
+        )
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(head.encode())
+            assert _read_head(sock).startswith(b"HTTP/1.1 100 Continue\r\n")
+            sock.sendall(body)
+            assert _read_head(sock).startswith(b"HTTP/1.1 200 OK\r\n")
+        assert sandbox.stats()["stored"]["activities"] == 1
 
     def test_query_string_is_ignored_and_journaled(self, api: httpx.Client, sandbox: SandboxProcess) -> None:
         """`?processing_pipeline=false` does not change the route and is kept in the request journal."""

@@ -6,6 +6,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -59,6 +61,29 @@ class TestLifecycle:
         assert process.stop() == 0
         assert _gone(pid)
         assert not process.is_running()
+
+    def test_stop_does_not_wait_out_a_hanging_request(self) -> None:
+        """A request held by a 600 s hang does not keep SIGTERM from ending the sandbox with status 0."""
+        outcome: list[BaseException] = []
+        with SandboxProcess() as process:
+            process.set_faults(p_hang=1, hang_s=600)
+            url, headers = process.base_url + ACTIVITY_PATH, {"Authorization": process.token}
+
+            def post() -> None:
+                try:
+                    httpx.post(url, json=ACTIVITY, headers=headers, timeout=60, trust_env=False)
+                except httpx.HTTPError as exc:
+                    outcome.append(exc)
+
+            client = threading.Thread(target=post)
+            client.start()
+            for _ in range(200):
+                if process.stats()["dropped"].get("hang"):
+                    break
+                time.sleep(0.05)
+            assert process.stop(timeout_s=30) == 0
+            client.join()
+        assert [type(exc) for exc in outcome] == [httpx.RemoteProtocolError]
 
     def test_missing_token_fails_to_start(self) -> None:
         """Without a usable token the CLI exits with a usage error, which start() reports."""

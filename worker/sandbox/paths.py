@@ -113,6 +113,8 @@ def allowed_methods(target: Target) -> tuple[str, ...]:
 
 def decode_segment(raw: str) -> str:
     """Percent-decode one raw path value strictly: a stray "%" or bytes that are not UTF-8 are malformed."""
+    if "%" not in raw:
+        return raw
     if _BAD_ESCAPE.search(raw):
         raise MalformedPath(f"malformed percent-escape in {raw!r}")
     try:

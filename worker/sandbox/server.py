@@ -13,7 +13,7 @@ from worker.sandbox.api import DocumentChecker, TrackingApi
 from worker.sandbox.state import SandboxSettings, SandboxState
 
 #: How long a graceful stop waits for requests in flight (a hang fault is cut short).
-SHUTDOWN_GRACE_S = 2.0
+SHUTDOWN_GRACE_S = 1.0
 
 
 class SandboxServer:
