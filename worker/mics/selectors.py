@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 # The canonical, hyphenated textual form only: uuid.UUID also accepts braces, "urn:uuid:" and bare hex.
+# Characters quote() never encodes, minus ".": a value made only of these is already one inert segment.
+_UNRESERVED_ONLY = re.compile(r"[A-Za-z0-9_~-]+")
 _UUID_TEXT = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
 
 
@@ -39,7 +41,12 @@ def check_id(value: object, what: str) -> str | int:
 
 def encode_segment(value: str | int) -> str:
     """Percent-encode ``value`` so that it is exactly one path segment: ``unquote(result) == str(value)``."""
-    return quote(str(check_id(value, "a path value")), safe="").replace(".", "%2E")
+    if type(value) is int and value >= 0:  # digits only; `type is` keeps bool out
+        return str(value)
+    text = str(check_id(value, "a path value"))
+    if _UNRESERVED_ONLY.fullmatch(text):  # the common case, several times cheaper than quote()
+        return text
+    return quote(text, safe="").replace(".", "%2E")
 
 
 @dataclass(frozen=True, slots=True)
