@@ -3,8 +3,8 @@
 Run from the repository root: `.venv/bin/python bench/validators.py`. fastjsonschema and python-jsonschema are
 not project dependencies; to include them, install both in a throwaway venv and pass its site-packages:
 
-    python3.11 -m venv /tmp/valbench && /tmp/valbench/bin/pip install fastjsonschema jsonschema
-    .venv/bin/python bench/validators.py --extra-site /tmp/valbench/lib/python3.11/site-packages
+    THROWAWAY=$(mktemp -d) && python3.11 -m venv "$THROWAWAY" && "$THROWAWAY/bin/pip" install fastjsonschema jsonschema
+    .venv/bin/python bench/validators.py --extra-site "$THROWAWAY/lib/python3.11/site-packages"
 
 Correctness is each candidate's verdict on every example under tests/schemas/ (valid ones must pass, invalid
 ones must fail); a candidate with a wrong verdict is disqualified whatever its speed. Timings are the best of
