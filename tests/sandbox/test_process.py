@@ -93,15 +93,16 @@ class TestLifecycle:
         assert not process.is_running()
 
     def test_fault_flags_apply_from_the_start(self) -> None:
-        """`--p503 1 --latency-ms 5` at startup are the sandbox's faults, and reset() returns to them."""
-        with SandboxProcess("--p503", "1", "--latency-ms", "5") as process:
+        """`--p503 1 --latency-ms 5 --outage-s 60` are in force at startup; reset() keeps the flags, ends the outage."""
+        with SandboxProcess("--p503", "1", "--latency-ms", "5", "--outage-s", "60") as process:
             headers = {"Authorization": process.token}
             with httpx.Client(base_url=process.base_url, trust_env=False, headers=headers) as client:
                 assert client.post(ACTIVITY_PATH, json=ACTIVITY).status_code == 503
-                process.set_faults(p503=0)
-                process.reset()
-                assert process.faults()["p503"] == 1.0
-                assert process.faults()["latency_ms"] == 5.0
+            assert process.faults()["outage_s"] > 0
+            process.set_faults(p503=0)
+            process.reset()
+            faults = process.faults()
+            assert (faults["p503"], faults["latency_ms"], faults["outage_s"]) == (1.0, 5.0, 0)
 
 
 class TestMinimalMode:

@@ -23,33 +23,51 @@ from worker.sandbox.state import MIB, SandboxSettings
 from worker.validation import Validators
 
 TOKEN_ENV = "MICS_SANDBOX_TOKEN"  # noqa: S105 - the name of an environment variable, not a secret
-_FAULT_FLAGS = {
-    "latency_ms": float,
-    "p429": float,
-    "retry_after_s": int,
-    "p500": float,
-    "p503": float,
-    "p_reset": float,
-    "p_hang": float,
-    "hang_s": float,
-    "outage_s": float,
+_FAULT_FLAGS: dict[str, tuple[type, str]] = {
+    "latency_ms": (float, "milliseconds added to every API answer"),
+    "p429": (float, "fraction of API requests answered 429"),
+    "retry_after_s": (int, "the Retry-After of a 429, in seconds (default: 1)"),
+    "p500": (float, "fraction answered 500"),
+    "p503": (float, "fraction answered 503"),
+    "p_reset": (float, "fraction whose connection is reset (RST) instead of answered"),
+    "p_hang": (float, "fraction held for --hang-s seconds, then closed unanswered"),
+    "hang_s": (float, "how long a hang lasts (default: 30)"),
+    "outage_s": (float, "answer 503 to every API request for this many seconds from startup"),
 }
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line: address, token, mode, limits and the initial faults."""
-    parser = argparse.ArgumentParser(prog="python -m worker.sandbox", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m worker.sandbox", description="A local stand-in for the mediarithmics Tracking API."
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     parser.add_argument("--port", type=int, default=0, help="port to listen on; 0 picks a free one (default)")
     parser.add_argument("--token", help=f"the accepted API token (default: ${TOKEN_ENV})")
     parser.add_argument("--minimal", action="store_true", help="benchmark mode: no validation, no storage")
     parser.add_argument("--seed", type=int, help="seed of the fault RNG, for reproducible runs")
-    parser.add_argument("--max-body-bytes", type=int, default=MIB, help="413 above this (default: 1 MiB)")
-    parser.add_argument("--journal-size", type=int, default=10_000, help="requests kept for /_sandbox/requests")
-    parser.add_argument("--log-level", default="WARNING", help="stderr log level (default: %(default)s)")
+    parser.add_argument("--max-body-bytes", type=_positive_int, default=MIB, help="413 above this (default: 1 MiB)")
+    parser.add_argument(
+        "--journal-size", type=_positive_int, default=10_000, help="requests kept for /_sandbox/requests"
+    )
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="stderr log level (default: %(default)s)",
+    )
     faults = parser.add_argument_group("faults (also settable at runtime: PUT /_sandbox/faults)")
-    for name, kind in _FAULT_FLAGS.items():
-        faults.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, metavar=kind.__name__.upper())
+    for name, (kind, text) in _FAULT_FLAGS.items():
+        flag = "--" + name.replace("_", "-")
+        faults.add_argument(flag, dest=name, type=kind, metavar=kind.__name__.upper(), help=text)
     return parser
 
 
@@ -73,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse `argv`, serve until a stop signal, return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
+    logging.basicConfig(level=args.log_level, stream=sys.stderr)
     try:
         token = check_token(args.token if args.token is not None else os.environ.get(TOKEN_ENV))
         fault_flags = {name: getattr(args, name) for name in _FAULT_FLAGS if name != "outage_s"}
