@@ -196,7 +196,7 @@ class HealthServer:
             return
         self._server = _Server(self._address, self._health, self._registry)
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, name="health-http", daemon=True
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="health-http", daemon=True
         )
         self._thread.start()
 
