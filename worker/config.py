@@ -172,13 +172,7 @@ class WorkerConfig:
                 read_s=env.number("HTTP_READ_TIMEOUT_S", _TIMEOUTS.read_s),
                 total_s=env.number("HTTP_TOTAL_TIMEOUT_S", _TIMEOUTS.total_s),
             ),
-            dlq_guard=DlqGuardSettings(
-                window=env.integer("DLQ_GUARD_WINDOW", _GUARD.window, minimum=1),
-                max_ratio=env.number("DLQ_GUARD_MAX_RATIO", _GUARD.max_ratio, maximum=1.0),
-                min_samples=env.integer("DLQ_GUARD_MIN_SAMPLES", _GUARD.min_samples, minimum=1),
-                max_consecutive=env.integer("DLQ_GUARD_MAX_CONSECUTIVE", _GUARD.max_consecutive, minimum=1),
-                cooldown_s=env.number("DLQ_GUARD_COOLDOWN_S", _GUARD.cooldown_s),
-            ),
+            dlq_guard=_guard_settings(env),
             credentials_probe_interval_s=env.number(
                 "CREDENTIALS_PROBE_INTERVAL_S", cls.credentials_probe_interval_s, minimum=0.05
             ),
@@ -187,6 +181,22 @@ class WorkerConfig:
             schemas_dir=Path(schemas_dir) if schemas_dir else None,
             kafka_properties=_kafka_properties(environ),
         )
+
+
+def _guard_settings(env: _Env) -> DlqGuardSettings:
+    settings = DlqGuardSettings(
+        window=env.integer("DLQ_GUARD_WINDOW", _GUARD.window, minimum=1),
+        max_ratio=env.number("DLQ_GUARD_MAX_RATIO", _GUARD.max_ratio, maximum=1.0),
+        min_samples=env.integer("DLQ_GUARD_MIN_SAMPLES", _GUARD.min_samples, minimum=1),
+        max_consecutive=env.integer("DLQ_GUARD_MAX_CONSECUTIVE", _GUARD.max_consecutive, minimum=1),
+        cooldown_s=env.number("DLQ_GUARD_COOLDOWN_S", _GUARD.cooldown_s),
+    )
+    if settings.min_samples > settings.window:
+        raise ConfigError(
+            f"{ENV_PREFIX}DLQ_GUARD_MIN_SAMPLES={settings.min_samples} exceeds {ENV_PREFIX}DLQ_GUARD_WINDOW="
+            f"{settings.window}: the ratio limit could never apply"
+        )
+    return settings
 
 
 def _route_concurrency(env: _Env) -> dict[str, int]:
@@ -219,8 +229,8 @@ def _routes_file(name: str, path: Path) -> list[RouteRule]:
         raise ConfigError(f"{name}: {path} must hold an object with a 'routes' list")
     rules = []
     for index, entry in enumerate(entries):
-        if not isinstance(entry, dict) or set(entry) != {"topic", "route"}:
-            raise ConfigError(f"{name}: routes[{index}] must be an object with exactly 'topic' and 'route'")
+        if not isinstance(entry, dict) or set(entry) != {"topic", "route"} or not str(entry["topic"]).strip():
+            raise ConfigError(f"{name}: routes[{index}] must be an object with exactly 'topic' and 'route', non-empty")
         rules.append(_rule(f"{name} routes[{index}]", str(entry["topic"]), str(entry["route"])))
     return rules
 
@@ -250,6 +260,8 @@ def _kafka_properties(environ: Mapping[str, str]) -> dict[str, str]:
     }
 
 
+# Durations beyond a day are mistakes, and timers cannot wait for unbounded ones.
+MAX_SECONDS = 86_400.0
 _RETRY = RetryPolicy()
 _TIMEOUTS = Timeouts()
 _GUARD = DlqGuardSettings()
@@ -303,7 +315,7 @@ class _Env:
         self._check_range(key, number, minimum, maximum)
         return number
 
-    def number(self, key: str, default: float, *, minimum: float = 0.0, maximum: float | None = None) -> float:
+    def number(self, key: str, default: float, *, minimum: float = 0.0, maximum: float | None = MAX_SECONDS) -> float:
         value = self._raw(key)
         if value is None:
             return default
@@ -311,8 +323,8 @@ class _Env:
             number = float(value)
         except ValueError:
             raise ConfigError(f"{ENV_PREFIX}{key}={value!r} is not a number") from None
-        if math.isnan(number):
-            raise ConfigError(f"{ENV_PREFIX}{key} is not a number")
+        if not math.isfinite(number):
+            raise ConfigError(f"{ENV_PREFIX}{key} must be a finite number")
         self._check_range(key, number, minimum, maximum)
         return number
 

@@ -36,8 +36,16 @@ log = logging.getLogger(__name__)
 # The at-least-once guarantee depends on these; user overrides of them are refused at start-up.
 _PINNED_CONSUMER = {"enable.auto.offset.store": False}
 _PINNED_PRODUCER = {"enable.idempotence": True, "acks": "all"}
-_CONSUMER_ONLY = ("group.", "partition.assignment", "session.timeout", "heartbeat", "max.poll", "auto.offset")
-_PRODUCER_ONLY = ("linger", "batch.", "message.timeout", "acks", "enable.idempotence", "compression")
+_PINNED_ALIASES = {"request.required.acks": "acks"}
+_CONSUMER_ONLY = (
+    "group.", "partition.assignment", "session.timeout", "heartbeat", "max.poll", "auto.offset", "auto.commit",
+    "enable.auto.commit", "fetch.", "isolation.level", "queued.", "check.crcs", "enable.partition.eof",
+)  # fmt: skip
+_PRODUCER_ONLY = (
+    "linger", "batch.", "message.timeout", "acks", "request.required.acks", "enable.idempotence", "compression",
+    "delivery.timeout", "retries", "message.send.max.retries", "queue.buffering.", "request.timeout",
+    "transactional.", "partitioner", "sticky.partitioning",
+)  # fmt: skip
 
 
 def consumer_settings(config: WorkerConfig) -> dict[str, Any]:
@@ -117,7 +125,8 @@ def _role_properties(config: WorkerConfig, skip: tuple[str, ...]) -> dict[str, s
 
 
 def _refuse_overrides(config: WorkerConfig, pinned: dict[str, Any]) -> None:
-    overridden = sorted(set(pinned) & set(config.kafka_properties))
+    names = {_PINNED_ALIASES.get(name, name) for name in config.kafka_properties}
+    overridden = sorted(set(pinned) & names)
     if overridden:
         raise ValueError(f"these Kafka properties cannot be overridden (at-least-once needs them): {overridden}")
 

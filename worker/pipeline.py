@@ -68,13 +68,14 @@ class RunSummary:
 
 
 class _Partition:
-    """One assigned partition's offsets; replaced by a new object when the partition is assigned again."""
+    """One assigned partition's offsets and work; a new object each time the partition is assigned."""
 
-    __slots__ = ("offsets", "released")
+    __slots__ = ("offsets", "released", "releasing")
 
     def __init__(self) -> None:
         self.offsets = PartitionOffsets()
-        self.released = False  # revoked or lost: completions no longer count
+        self.releasing = False  # being revoked or lost: start nothing new; the next owner takes over
+        self.released = False  # handed over: completions no longer move its offsets
 
 
 class _Pending:
@@ -239,8 +240,8 @@ class Pipeline:
                     self._consumer.seek(TopicPartition(topic, partition_id, offset))
                 continue
             partition = self._partitions.get(tp)
-            if partition is None:
-                partition = self._partitions[tp] = _Partition()
+            if partition is None or partition.releasing:
+                continue  # fetched before a revoke: the partition's next owner reads it from the committed offset
             try:
                 partition.offsets.track(offset)
             except ValueError:
@@ -304,8 +305,8 @@ class Pipeline:
         attempts = 0
         route_limit = self._route_limits.get(route)
         while True:
-            if pending.partition.released:
-                self._finish_abandoned(pending)
+            if pending.partition.releasing:
+                self._abandon(pending)
                 return
             if not self._credentials_ok.is_set():
                 await self._credentials_ok.wait()
@@ -457,8 +458,8 @@ class Pipeline:
             delay = min(delay * 2, _DLQ_RETRY_DELAY_S[1])
             batch, self._dlq_backlog = self._dlq_backlog, deque()
             for pending, letter, headers in batch:
-                if pending.partition.released:
-                    self._finish_abandoned(pending)
+                if pending.partition.releasing:
+                    self._abandon(pending)
                 else:
                     self._produce_dead_letter(pending, letter, headers)
 
@@ -479,8 +480,8 @@ class Pipeline:
         if not partition.released and partition.offsets.complete(pending.message.offset() or 0) is not None:
             self._dirty.add(pending.tp)
 
-    def _finish_abandoned(self, pending: _Pending) -> None:
-        """The partition went to another member: it will process the message; here it only leaves the window."""
+    def _abandon(self, pending: _Pending) -> None:
+        """The partition goes to another member, which processes the message again; here it only leaves the window."""
         self._in_flight -= 1
 
     def _store_offsets(self) -> None:
@@ -533,6 +534,8 @@ class Pipeline:
     # -- rebalancing (called on the Kafka thread, inside consume()) -----------------------------------------------
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self._partitions[(tp.topic, tp.partition)] = _Partition()
         self._metrics.rebalance("assign", [(tp.topic, tp.partition) for tp in partitions])
         self._health.set_joined(True)
         self._assignment_changed = True
@@ -540,15 +543,22 @@ class Pipeline:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._metrics.rebalance("revoke", [(tp.topic, tp.partition) for tp in partitions])
-        log.info("revoked %s: draining their in-flight messages", _describe(partitions))
+        log.info("revoked %s: finishing their in-flight messages, then committing", _describe(partitions))
         offsets = self._call_on_loop(self._release(partitions, drain=True), self._config.drain_timeout_s + 5)
         if offsets:
             try:
-                consumer.commit(offsets=offsets, asynchronous=False)
-                for tp in offsets:
-                    self._metrics.committed(tp.topic, tp.partition, tp.offset)
+                # Stored as well as committed: librdkafka's auto-commit on unassign would otherwise write back the
+                # older stored offsets over this commit.
+                consumer.store_offsets(offsets=offsets)
+                committed = consumer.commit(offsets=offsets, asynchronous=False) or []
             except KafkaException as exc:
                 log.warning("commit on revoke failed: %s", exc)
+                return
+            for tp in committed:
+                if tp.error is None:
+                    self._metrics.committed(tp.topic, tp.partition, tp.offset)
+                else:
+                    log.warning("commit on revoke failed for %s[%d]: %s", tp.topic, tp.partition, tp.error)
 
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._metrics.rebalance("lost", [(tp.topic, tp.partition) for tp in partitions])
@@ -568,23 +578,27 @@ class Pipeline:
             return None
 
     async def _release(self, partitions: list[TopicPartition], *, drain: bool) -> list[TopicPartition]:
-        """Stop counting the partitions' completions, after waiting (bounded) for their in-flight messages."""
-        keys = [(tp.topic, tp.partition) for tp in partitions]
+        """Hand partitions over and return the offsets to commit.
+
+        Nothing new is taken from them (their messages fetched before the revoke are skipped), what was taken is
+        finished within the drain timeout, so a rebalance causes no duplicate; what the timeout cuts off is left to
+        the next owner, which reads it again from the committed offset.
+        """
+        owned = {
+            key: partition
+            for key in ((tp.topic, tp.partition) for tp in partitions)
+            if (partition := self._partitions.pop(key, None)) is not None
+        }
         if drain and not self._drained:
             deadline = time.monotonic() + self._config.drain_timeout_s
-            while time.monotonic() < deadline and any(
-                (p := self._partitions.get(key)) is not None and p.offsets.in_flight for key in keys
-            ):
-                await asyncio.sleep(0.02)
+            while time.monotonic() < deadline and any(p.offsets.in_flight for p in owned.values()):
+                await asyncio.sleep(0.01)
         committable = []
-        for key in keys:
-            partition = self._partitions.pop(key, None)
-            self._dirty.discard(key)
-            if partition is None:
-                continue
-            partition.released = True
+        for (topic, partition_id), partition in owned.items():
+            partition.releasing = partition.released = True
+            self._dirty.discard((topic, partition_id))
             if drain and partition.offsets.committable is not None:
-                committable.append(TopicPartition(key[0], key[1], partition.offsets.committable))
+                committable.append(TopicPartition(topic, partition_id, partition.offsets.committable))
         return committable
 
     # -- background ------------------------------------------------------------------------------------------

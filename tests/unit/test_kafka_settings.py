@@ -154,15 +154,6 @@ class TestPassthroughRoles:
         assert "acks" not in settings
         assert "enable.idempotence" not in settings
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason=(
-            "BUG (minor): the role prefixes miss common consumer-only properties (fetch.*, isolation.level, "
-            "enable.auto.commit, queued.*) and producer-only ones (delivery.timeout.ms, retries, "
-            "queue.buffering.*, request.timeout.ms), so both clients receive them and librdkafka logs a "
-            "CONFWARN 'is a consumer/producer property and will be ignored' at every start"
-        ),
-    )
     @pytest.mark.parametrize(
         ("name", "role"),
         [

@@ -377,16 +377,6 @@ class TestPlanNeverRaises:
         """Arbitrary bytes and JSON documents, on any route mode, end as a Job or a Rejection, never an exception."""
         assert isinstance(plan(validators, mode, value), Job | Rejection)
 
-    @pytest.mark.xfail(
-        strict=True,
-        raises=TypeError,
-        reason=(
-            "BUG: plan_message re-encodes envelope bodies with orjson.dumps, whose recursion limit (254 levels) is "
-            "below orjson.loads' (1,024); a custom property nested 300 deep passes validation (the schemas do not "
-            "descend into custom values), then codec.encode raises orjson.JSONEncodeError (a TypeError) out of "
-            "plan_message, which promises never to raise on input"
-        ),
-    )
     @pytest.mark.parametrize("make_envelope", [profile_envelope, activity_envelope], ids=["profile", "activity"])
     def test_a_deeply_nested_custom_value_does_not_escape_as_an_exception(
         self, validators: Validators, make_envelope: Any
