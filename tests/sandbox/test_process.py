@@ -53,6 +53,19 @@ class TestLifecycle:
         assert out == b""
         assert b"t0k" not in err
 
+    def test_stdin_eof_stops_it_when_asked(self) -> None:
+        """With --stop-on-stdin-eof, closing its stdin (its parent died) ends the sandbox with status 0."""
+        env = {**os.environ, "MICS_SANDBOX_TOKEN": "t0k"}
+        command = [sys.executable, "-m", "worker.sandbox", "--port", "0", "--stop-on-stdin-eof"]
+        with subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=REPO_ROOT
+        ) as proc:
+            assert proc.stdin is not None
+            assert proc.stdout is not None
+            assert proc.stdout.readline().startswith(b"sandbox listening on ")
+            proc.stdin.close()
+            assert proc.wait(timeout=30) == 0
+
     def test_stop_leaves_no_process(self) -> None:
         """SandboxProcess.stop() ends the child and reaps it; its exit status is 0."""
         process = SandboxProcess().start()

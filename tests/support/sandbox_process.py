@@ -81,10 +81,11 @@ class SandboxProcess:
         if self.is_running():
             raise SandboxError(f"the sandbox is already running at {self._base_url}")
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - kept open for the process's lifetime
-        command = [sys.executable, "-m", "worker.sandbox", "--host", self.host, "--port", "0", *self.args]
+        command = [sys.executable, "-m", "worker.sandbox", "--host", self.host, "--port", "0", "--stop-on-stdin-eof"]
+        # The sandbox stops when its stdin closes: if this process dies without stop(), so does the sandbox.
         self._process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
+            [*command, *self.args],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             cwd=REPO_ROOT,
@@ -118,8 +119,9 @@ class SandboxProcess:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+        for pipe in (process.stdin, process.stdout):
+            if pipe is not None:
+                pipe.close()
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None

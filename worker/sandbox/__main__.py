@@ -58,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--journal-size", type=_positive_int, default=10_000, help="requests kept for /_sandbox/requests"
     )
     parser.add_argument(
+        "--stop-on-stdin-eof",
+        action="store_true",
+        help="also stop when stdin reaches end of file (a parent holding the pipe died)",
+    )
+    parser.add_argument(
         "--log-level",
         type=str.upper,
         default="WARNING",
@@ -71,15 +76,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _serve(server: SandboxServer, host: str, port: int, outage_s: float | None) -> None:
+def _stop_on_eof(loop: asyncio.AbstractEventLoop, fd: int, stop: asyncio.Event) -> None:
+    """Set `stop` once `fd` reads end of file: the process that held its other end is gone."""
+
+    def readable() -> None:
+        if not os.read(fd, 4096):
+            loop.remove_reader(fd)
+            stop.set()
+
+    loop.add_reader(fd, readable)
+
+
+async def _serve(server: SandboxServer, args: argparse.Namespace) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    bound = await server.start(host, port)
-    if outage_s:
-        server.state.faults.update({"outage_s": outage_s})
-    shown_host = f"[{host}]" if ":" in host else host
+    if args.stop_on_stdin_eof:
+        _stop_on_eof(loop, sys.stdin.fileno(), stop)
+    bound = await server.start(args.host, args.port)
+    if args.outage_s:
+        server.state.faults.update({"outage_s": args.outage_s})
+    shown_host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"sandbox listening on http://{shown_host}:{bound}", flush=True)
     try:
         await stop.wait()
@@ -111,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         faults=faults,
     )
     checker = None if args.minimal else Validators.load()
-    uvloop.run(_serve(SandboxServer(settings, checker), args.host, args.port, args.outage_s))
+    uvloop.run(_serve(SandboxServer(settings, checker), args))
     return 0
 
 
