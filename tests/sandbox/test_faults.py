@@ -33,6 +33,7 @@ class TestFaultSettings:
             {"p500": 1.5},
             {"p503": -0.1},
             {"latency_ms": float("nan")},
+            {"hang_s": 10**400},
             {"retry_after_s": 1.5},
             {"p429": 0.6, "p500": 0.6},
         ],

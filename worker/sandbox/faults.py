@@ -88,7 +88,10 @@ def _checked_number(name: str, value: object) -> float | int:
         if isinstance(value, float) and not value.is_integer():
             raise FaultSettingsError("retry_after_s must be a whole number of seconds")
         return int(value)
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an integer too large for a float
+        raise FaultSettingsError(f"{name} is out of range") from None
 
 
 class FaultInjector:
