@@ -44,7 +44,7 @@ def main() -> int:
         produce_all(bootstrap, ACTIVITY_TOPIC, activities)
         produce_all(bootstrap, MIXED_TOPIC, others)
         say(
-            f"produced {len(activities)} bare activities to {ACTIVITY_TOPIC} and {len(others)} envelopes to {MIXED_TOPIC}"
+            f"produced {len(activities)} activities to {ACTIVITY_TOPIC} and {len(others)} envelopes to {MIXED_TOPIC}"
         )
 
         env = worker_env(
