@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -87,8 +88,10 @@ class _Compiled:
 
 
 def default_schema_directory() -> Path:
-    """The repository's ``schemas/`` directory, beside the ``worker`` package."""
-    return Path(__file__).resolve().parent.parent / "schemas"
+    """``$MICS_WORKER_SCHEMAS_DIR`` when set (the image installs the schemas there), else the repository's
+    ``schemas/`` directory beside the ``worker`` package: every command finds the same schemas."""
+    configured = os.environ.get("MICS_WORKER_SCHEMAS_DIR", "").strip()
+    return Path(configured) if configured else Path(__file__).resolve().parent.parent / "schemas"
 
 
 class Validators:
