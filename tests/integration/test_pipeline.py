@@ -232,3 +232,41 @@ class TestGroupMembership:
         settlement = ledger.settle(stream.sandbox, stream.kafka.bootstrap_servers, stream.dlq)
         assert settlement.missing == set()
         assert settlement.duplicates == 0
+
+
+class TestSubscription:
+    @pytest.mark.parametrize(
+        "settings",
+        [
+            pytest.param({"GROUP_PROTOCOL": "consumer"}, id="kip-848-consumer-protocol"),
+            pytest.param({"GROUP_INSTANCE_ID": "member-a"}, id="static-membership"),
+        ],
+    )
+    def test_the_group_protocol_and_membership_options_deliver_everything(
+        self, stream: Stream, running: Callable[[WorkerProcess], WorkerProcess], settings: dict[str, str]
+    ) -> None:
+        """The KIP-848 group protocol and static membership join, consume and commit like the default."""
+        ledger = stream.produce(list(generate(150, MixSpec(invalid=0.05), seed=41)))
+        worker = running(stream.worker(**settings))
+        wait_for_outcomes(worker, 150)
+        assert worker.stop() == 0
+        settlement = ledger.settle(stream.sandbox, stream.kafka.bootstrap_servers, stream.dlq)
+        assert (len(settlement.missing), settlement.duplicates) == (0, 0)
+        assert settlement.reason_counts() == ledger.expected_reasons()
+
+    def test_a_topic_pattern_subscribes_to_every_matching_topic(
+        self, stream: Stream, running: Callable[[WorkerProcess], WorkerProcess]
+    ) -> None:
+        """With TOPIC_PATTERN both matching topics are consumed; an exact route beats the `^t-` pattern route."""
+        ledger = stream.produce(list(generate(100, MixSpec(invalid=0), seed=42)))
+        worker = running(
+            stream.worker(
+                TOPICS="",
+                TOPIC_PATTERN=f"^({stream.activities}|{stream.mixed})$",
+                ROUTES=f"^t-=envelope,{stream.activities}=activity",
+            )
+        )
+        wait_for_outcomes(worker, 100)
+        assert worker.stop() == 0
+        settlement = ledger.settle(stream.sandbox, stream.kafka.bootstrap_servers, stream.dlq)
+        assert (len(settlement.missing), sum(settlement.delivered.values())) == (0, 100)
