@@ -43,9 +43,7 @@ def main() -> int:
         others = [m for m in messages if m.ledger_id not in taken]
         produce_all(bootstrap, ACTIVITY_TOPIC, activities)
         produce_all(bootstrap, MIXED_TOPIC, others)
-        say(
-            f"produced {len(activities)} activities to {ACTIVITY_TOPIC} and {len(others)} envelopes to {MIXED_TOPIC}"
-        )
+        say(f"produced {len(activities)} activities to {ACTIVITY_TOPIC} and {len(others)} envelopes to {MIXED_TOPIC}")
 
         env = worker_env(
             bootstrap_servers=bootstrap,
