@@ -3,7 +3,7 @@
     .venv/bin/python bench/http_backends.py [--requests 5000] [--concurrency 1 16 64] [--repeat 3]
 
 One sandbox process (its own core) answers; this process drives ``MicsClient.post_activity`` with a
-~600-byte activity at each concurrency level, ``concurrency`` connections, after a short warm-up. Each
+653-byte activity at each concurrency level, ``concurrency`` connections, after a short warm-up. Each
 figure is the best of ``--repeat`` runs (the machine is shared, so the best run is the least disturbed
 one); p50/p99 latencies come from that run. Prints a Markdown table for bench/HTTP_BACKENDS.md.
 """
