@@ -150,7 +150,7 @@ class TestOutcomes:
         assert result.error_message == "bad token ***"
         assert SECRET not in repr(result)
 
-    @pytest.mark.parametrize("datamart_id", ["", -1, True])
+    @pytest.mark.parametrize("datamart_id", ["", -1, True, ["1"], {"id": 1}, None, 1.5])
     async def test_invalid_path_values_are_refused_unsent(self, datamart_id: object) -> None:
         """A value that cannot be a path segment gives a permanent result and no request."""
         transport = ScriptedTransport()

@@ -83,7 +83,10 @@ class ApiPaths:
 
     def _datamart(self, datamart_id: str | int) -> str:
         key = (type(datamart_id), datamart_id)
-        prefix = self._datamarts.get(key)
+        try:
+            prefix = self._datamarts.get(key)
+        except TypeError:  # an unhashable value (a list or an object from a message) is no id
+            raise ValueError("a datamart id must be a non-empty string or a non-negative integer") from None
         if prefix is None:
             prefix = self._prefix + encode_segment(datamart_id)
             if len(self._datamarts) < _DATAMART_CACHE_SIZE:
