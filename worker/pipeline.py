@@ -122,6 +122,7 @@ class Pipeline:
         self._tasks: set[asyncio.Task[None]] = set()
         self._in_flight = 0
         self._pauses: set[str] = set()
+        self._halted = False  # paused for a reason that hands fetched messages back instead of taking them
         self._partitions_paused = False
         self._assignment_changed = False
         self._concurrency = asyncio.Semaphore(config.max_concurrency)
@@ -221,7 +222,6 @@ class Pipeline:
             self._apply_pauses()
 
     def _dispatch(self, messages: list[Message]) -> None:
-        halted = bool(self._pauses & HALTING_PAUSES)
         handed_back: set[TopicPartitionKey] = set()
         for message in messages:
             error = message.error()
@@ -233,7 +233,7 @@ class Pipeline:
             assert partition_id is not None
             assert offset is not None
             tp = (topic, partition_id)
-            if halted:
+            if self._halted:
                 # Not ours to process now: rewind so the message is fetched again once the pause lifts.
                 if tp not in handed_back:
                     handed_back.add(tp)
@@ -397,6 +397,9 @@ class Pipeline:
         self._dead_letter(pending, letter)
 
     def _dead_letter(self, pending: _Pending, letter: DeadLetter) -> None:
+        # Judged at decision time, not at the DLQ's ack: a batch of bad messages must not all spill before it trips.
+        if self._guard.record(True) and "dlq_rate" not in self._pauses:
+            self._trip_guard()
         message = pending.message
         original = message.headers() or []
         headers: Headers = list(original.items() if isinstance(original, dict) else original)
@@ -436,8 +439,6 @@ class Pipeline:
         route = letter.route or "unknown"
         self._summary.dead_lettered[letter.reason] += 1
         self._metrics.dead_lettered(route, letter.reason)
-        if self._guard.record(True) and "dlq_rate" not in self._pauses:
-            self._trip_guard()
         self._complete(pending)
 
     def _dead_letter_failed(self, pending: _Pending, letter: DeadLetter, headers: Headers, why: str) -> None:
@@ -507,6 +508,7 @@ class Pipeline:
             self._pauses.add(reason)
         else:
             self._pauses.discard(reason)
+        self._halted = not self._pauses.isdisjoint(HALTING_PAUSES)
         self._metrics.set_paused(reason, paused)
         self._health.set_paused(reason, paused)
 

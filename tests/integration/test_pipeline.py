@@ -270,3 +270,26 @@ class TestSubscription:
         assert worker.stop() == 0
         settlement = ledger.settle(stream.sandbox, stream.kafka.bootstrap_servers, stream.dlq)
         assert (len(settlement.missing), sum(settlement.delivered.values())) == (0, 100)
+
+
+class TestStopDontSpill:
+    def test_the_dead_letter_rate_guard_halts_the_worker_instead_of_emptying_the_topic(
+        self, stream: Stream, running: Callable[[WorkerProcess], WorkerProcess]
+    ) -> None:
+        """After 20 dead letters in a row the worker pauses, unready, with exactly 20 in the DLQ; the rest waits."""
+        bad = [SampleMessage(f"bad-{i}", f"k{i % 7}".encode(), b'{"$type":', "activity", "x") for i in range(200)]
+        produce_all(stream.kafka.bootstrap_servers, stream.activities, bad)
+        guarded = running(stream.worker(DLQ_GUARD_MAX_CONSECUTIVE="20", DLQ_GUARD_COOLDOWN_S="0"))
+        guarded.wait_until(lambda: guarded.metric_sum("mics_worker_paused", reason="dlq_rate") == 1, 60, "the guard")
+        guarded.wait_until(lambda: guarded.probe("/readyz") == 503, 30, "not ready")
+        guarded.wait_until(lambda: guarded.metric_sum(OUTCOMES) >= 20, 30, "the 20 acknowledged dead letters")
+        assert guarded.metric_sum(OUTCOMES) == 20
+        assert guarded.metric_sum("mics_worker_messages_consumed_total") == 20
+        assert guarded.stop() == 0
+        assert len(read_dead_letters(stream.kafka.bootstrap_servers, stream.dlq)) == 20
+
+        relaxed = running(stream.worker(DLQ_GUARD_MAX_CONSECUTIVE="1000", DLQ_GUARD_MAX_RATIO="1"))
+        wait_for_outcomes(relaxed, 180)
+        assert relaxed.stop() == 0
+        records = read_dead_letters(stream.kafka.bootstrap_servers, stream.dlq)
+        assert sorted(record.key or b"" for record in records) == sorted(m.key for m in bad)
