@@ -220,10 +220,12 @@ class TestGroupMembership:
         """A rebalance mid-stream hands partitions over after draining them: everything arrives, nothing twice."""
         messages = list(generate(3000, MixSpec(invalid=0.02), seed=22))
         ledger = stream.produce(messages)
-        stream.sandbox.set_faults(latency_ms=20)  # ~200 messages/s at 4 concurrent requests: the join lands mid-stream
-        first = running(stream.worker(MAX_CONCURRENCY="4"))
+        # ~130 messages/s (4 requests at a time, 30 ms each): the join lands mid-stream. A window of 200 keeps the
+        # revoke's drain short, well within DRAIN_TIMEOUT_S, so the hand-over finishes every taken message.
+        stream.sandbox.set_faults(latency_ms=30)
+        first = running(stream.worker(MAX_CONCURRENCY="4", MAX_IN_FLIGHT="200"))
         wait_for_outcomes(first, 300)
-        second = running(stream.worker(MAX_CONCURRENCY="4"))
+        second = running(stream.worker(MAX_CONCURRENCY="4", MAX_IN_FLIGHT="200"))
         second.wait_until(lambda: stream.arrived() >= len(messages), 180, "the whole stream")
         assert second.metric_sum(OUTCOMES) > 0, "the second member never got a partition"
         assert first.metric_sum("mics_worker_rebalances_total", event="revoke") >= 1
