@@ -61,7 +61,6 @@ log = logging.getLogger(__name__)
 REPLAY_COUNT_HEADER: Final = "mics.replay.count"
 """How many times a record was replayed; kept when it is dead-lettered again (it is not a context header)."""
 
-_OFFSET_BEGINNING: Final = -2  # librdkafka's RD_KAFKA_OFFSET_BEGINNING
 _VALUE_PREVIEW_BYTES: Final = 200
 # Settings of the other client role: librdkafka warns about them, so each client gets only its own.
 _PRODUCER_ONLY: Final = ("linger", "batch.", "message.timeout", "acks", "enable.idempotence", "compression")
@@ -69,7 +68,12 @@ _CONSUMER_ONLY: Final = ("group.", "partition.assignment", "session.timeout", "h
 
 
 class DlqError(RuntimeError):
-    """The tool cannot go on (missing topic, unreachable broker, a produce that failed); the message says why."""
+    """The tool cannot go on (missing topic, unreachable broker, a produce that failed); the message says why.
+
+    Raised by `replay`, it carries the report of what was done (and committed) before it stopped.
+    """
+
+    report: ReplayReport | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -515,6 +519,7 @@ class ReplayReport:
     selected: int = 0
     replayed: Counter[str] = field(default_factory=Counter)  # per destination topic
     refused: int = 0  # already replayed max_replays times
+    failed: int = 0  # produced but not acknowledged (the replay stopped; their batch was not committed)
     no_destination: int = 0  # no --to and no original-topic header
 
     @property
@@ -544,6 +549,9 @@ def replay(
                 progress(report.read, reader.total)
             if done:
                 break
+    except DlqError as exc:
+        exc.report = report
+        raise
     finally:
         if producer is not None:
             producer.flush(options.timeout_s)
@@ -614,9 +622,14 @@ class _ReplayBatch:
             except BufferError:
                 producer.poll(0.1)  # the local queue is full: let deliveries drain, then retry
 
-    def _on_delivery(self, error: KafkaError | None, _message: Message) -> None:
+    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
         if error is not None:
             self._failures.append(error.str())
+            topic = message.topic() or ""
+            self._report.replayed[topic] -= 1
+            if self._report.replayed[topic] <= 0:
+                del self._report.replayed[topic]
+            self._report.failed += 1
 
     def _partition_count(self, topic: str) -> int:
         """The destination's partition count; a topic the cluster does not have stops the replay before producing."""
@@ -653,6 +666,8 @@ def format_replay(report: ReplayReport) -> str:
     ]
     if report.refused:
         lines.append(f"refused, already replayed the maximum number of times: {report.refused}")
+    if report.failed:
+        lines.append(f"failed to produce (not committed, replayed again next run): {report.failed}")
     if report.no_destination:
         lines.append(f"skipped, no original topic recorded (use --to): {report.no_destination}")
     if report.dry_run:
@@ -713,6 +728,8 @@ def replay_command(args: argparse.Namespace) -> int:
         report = replay(settings, options, progress=bar)
     except (DlqError, KafkaException) as exc:
         sys.stderr.write(f"\nmics-worker dlq replay: {exc}\n")
+        if isinstance(exc, DlqError) and exc.report is not None:
+            sys.stdout.write("before stopping:\n" + format_replay(exc.report) + "\n")
         return 1
     finally:
         if bar is not None:
