@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
@@ -32,6 +33,9 @@ RETRIES = "mics_worker_retries_total"
 FAST_GROUP = {"KAFKA_SESSION_TIMEOUT_MS": "6000", "KAFKA_HEARTBEAT_INTERVAL_MS": "1000"}
 
 
+Headers = list[tuple[str, str | bytes | None]]
+
+
 @dataclass(frozen=True, slots=True)
 class Produced:
     """Where one produced record landed."""
@@ -43,7 +47,7 @@ class Produced:
 def produce_records(
     bootstrap_servers: str,
     topic: str,
-    records: Iterable[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]],
+    records: Iterable[tuple[bytes | None, bytes | None, Headers]],
     *,
     producer_config: Mapping[str, Any] | None = None,
 ) -> list[Produced]:
@@ -67,7 +71,7 @@ def produce_records(
             key=key,
             value=value,
             headers=headers,
-            on_delivery=lambda error, message, index=index: on_delivery(index, error, message),
+            on_delivery=partial(on_delivery, index),
         )
         producer.poll(0)
     producer.flush(60)
@@ -192,6 +196,9 @@ class Scenario:
         """Writes the sandbox accepted so far (duplicates included)."""
         documents = self.sandbox.documents()
         return sum(len(documents.get(kind, [])) for kind in ("activities", "profiles", "choices"))
+
+    def delivered_at_least(self, count: int) -> bool:
+        return self.delivered_count() >= count
 
     def dead_letter_count(self) -> int:
         return len(read_dead_letters(self.bootstrap_servers, self.dlq))
