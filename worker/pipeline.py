@@ -41,7 +41,7 @@ from worker.offsets import PartitionOffsets
 from worker.routing import Job, Rejection, TopicRouter, plan_message
 from worker.validation import Validators
 
-__all__ = ["Pipeline", "RunSummary", "record_commits"]
+__all__ = ["Pipeline", "RunSummary", "consume_available", "record_commits"]
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +212,7 @@ class Pipeline:
 
     async def _poll_loop(self) -> None:
         loop = asyncio.get_running_loop()
-        consume = partial(self._consumer.consume, self._config.consume_batch_size, _POLL_TIMEOUT_S)
+        consume = partial(consume_available, self._consumer, self._config.consume_batch_size, _POLL_TIMEOUT_S)
         while not self._stop.is_set():
             self._health.heartbeat()
             messages = await loop.run_in_executor(self._kafka_thread, consume)
@@ -623,6 +623,19 @@ def _http_dead_letter(result: ApiResult, route: str, attempts: int, reason: str 
         api_error_code=result.error_code,
         api_error_id=result.error_id,
     )
+
+
+def consume_available(consumer: Consumer, batch_size: int, timeout_s: float) -> list[Message]:
+    """Wait up to `timeout_s` for one message, then take whatever else is already fetched, up to the batch size.
+
+    librdkafka's `consume(n, timeout)` returns only once it has n messages or the timeout passed, so at a low rate
+    every message sat out the whole poll timeout (100 ms; bench/RESULTS.md). Under load the queue is full and the
+    second call fills the batch at once, so batches stay large.
+    """
+    first = consumer.consume(1, timeout_s)
+    if not first or batch_size == 1:
+        return first
+    return first + consumer.consume(batch_size - 1, 0)
 
 
 def record_commits(metrics: WorkerMetrics, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
