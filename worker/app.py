@@ -46,7 +46,7 @@ async def _run(config: WorkerConfig) -> RunSummary:
     consumer = make_consumer(config, on_stats=metrics.observe_kafka_stats, on_commit=partial(record_commits, metrics))
     producer = make_dlq_producer(config)
     transport = make_transport(config.http_backend, config.timeouts, config.max_concurrency)
-    client = MicsClient(transport, config.api_base_url, config.api_token)
+    client = MicsClient(transport, config.api_base_url, config.api_token, decode_write_answers=False)
     pipeline = Pipeline(
         config,
         consumer=consumer,

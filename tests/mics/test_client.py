@@ -96,6 +96,16 @@ class TestEndpoints:
             ("GET", choice + "/change_log", None),
         ]
 
+    async def test_writes_can_skip_the_answer_body_while_reads_keep_it(self) -> None:
+        """Without decode_write_answers a write's result has no data (body unread); a read's keeps the data."""
+        answer = RawResponse(200, {}, b'{"status":"ok","data":{"id":"c1"}}')
+        transport = ScriptedTransport(script=[answer])
+        client = MicsClient(transport, BASE, ApiToken(SECRET), decode_write_answers=False)
+        written = await client.put_choice(7, UserAccount(3, "u"), "p", b"{}")
+        read = await client.get_choice(7, UserAccount(3, "u"), "p")
+        assert (written.kind, written.data) == (OutcomeKind.SUCCESS, None)
+        assert (read.kind, read.data) == (OutcomeKind.SUCCESS, {"id": "c1"})
+
 
 class TestHeaders:
     async def test_write_headers(self) -> None:

@@ -64,6 +64,16 @@ class TestClassifyBody:
         result = classify(200, {}, body, 0.0)
         assert (result.kind, result.data) == (OutcomeKind.SUCCESS, None)
 
+    def test_success_body_is_left_undecoded_when_its_data_is_not_wanted(self) -> None:
+        """With keep_data=False a 2xx is a success with data None, whatever the body holds."""
+        result = classify(201, {}, b'{"status":"ok","data":{"id":"a1"}}', 0.0, keep_data=False)
+        assert (result.kind, result.status, result.reason, result.data) == (OutcomeKind.SUCCESS, 201, "ok", None)
+
+    def test_error_body_is_decoded_even_when_data_is_not_wanted(self) -> None:
+        """keep_data concerns success bodies only: an error still reports its fields."""
+        result = classify(400, {}, ERROR_BODY, 0.0, keep_data=False)
+        assert (result.error_message, result.error_code) == ("Invalid $ts", "BAD_REQUEST")
+
     def test_error_body_fields_are_extracted(self) -> None:
         """error, error_code and error_id of the error envelope are reported."""
         result = classify(400, {}, ERROR_BODY, 0.0)

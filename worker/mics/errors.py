@@ -96,9 +96,16 @@ def _text(value: object) -> str | None:
     return None
 
 
-def classify(status: int, headers: Mapping[str, str], body: bytes, elapsed_s: float) -> ApiResult:
-    """Turn one HTTP response into an ApiResult; ``headers`` are keyed in lower case."""
+def classify(
+    status: int, headers: Mapping[str, str], body: bytes, elapsed_s: float, *, keep_data: bool = True
+) -> ApiResult:
+    """Turn one HTTP response into an ApiResult; ``headers`` are keyed in lower case.
+
+    ``keep_data=False`` leaves a success body undecoded (``data`` None), for callers that never read it.
+    """
     if 200 <= status < 300:
+        if not keep_data:
+            return ApiResult(OutcomeKind.SUCCESS, status, "ok", None, None, None, None, None, elapsed_s)
         document = _decode_json(body)
         data = document.get("data") if isinstance(document, dict) else None
         return ApiResult(OutcomeKind.SUCCESS, status, "ok", None, None, None, None, data, elapsed_s)
