@@ -7,19 +7,18 @@ import logging
 import os
 import signal
 from collections.abc import Callable
-from functools import partial
 
 import confluent_kafka
 from prometheus_client import CollectorRegistry
 
 from worker.config import WorkerConfig
 from worker.health import Health, HealthServer
-from worker.kafka import make_consumer, make_dlq_producer
+from worker.kafka import KafkaError, TopicPartition, make_consumer, make_dlq_producer
 from worker.logs import configure_logging
 from worker.metrics import WorkerMetrics
 from worker.mics.client import MicsClient
 from worker.mics.transport import make_transport
-from worker.pipeline import Pipeline, RunSummary, record_commits
+from worker.pipeline import Pipeline, RunSummary
 from worker.validation import Validators
 
 __all__ = ["format_summary", "run_worker"]
@@ -43,7 +42,13 @@ async def _run(config: WorkerConfig) -> RunSummary:
     server.start()
     log.info("metrics and health on port %d", server.port)
     validators = Validators.load(config.schemas_dir)
-    consumer = make_consumer(config, on_stats=metrics.observe_kafka_stats, on_commit=partial(record_commits, metrics))
+    pipeline: Pipeline | None = None
+
+    def on_commit(error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        if pipeline is not None:
+            pipeline.on_commit(error, partitions)
+
+    consumer = make_consumer(config, on_stats=metrics.observe_kafka_stats, on_commit=on_commit)
     producer = make_dlq_producer(config)
     transport = make_transport(config.http_backend, config.timeouts, config.max_concurrency)
     client = MicsClient(transport, config.api_base_url, config.api_token, decode_write_answers=False)

@@ -123,8 +123,13 @@ def _run(args: argparse.Namespace) -> int:
 
         return run_members(args.processes, config.health_port)
     from worker.app import format_summary, run_worker  # noqa: PLC0415 - keep `check` free of heavy imports
+    from worker.pipeline import WorkerCrashed  # noqa: PLC0415
 
-    summary = run_worker(config)
+    try:
+        summary = run_worker(config)
+    except WorkerCrashed as exc:
+        sys.stderr.write(f"mics-worker: {exc} (see the log above); restart it to resume\n")
+        return 1
     sys.stdout.write(format_summary(summary) + "\n")
     return 0
 

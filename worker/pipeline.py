@@ -41,7 +41,7 @@ from worker.offsets import PartitionOffsets
 from worker.routing import Job, Rejection, TopicRouter, plan_message
 from worker.validation import Validators
 
-__all__ = ["Pipeline", "RunSummary", "consume_available", "record_commits"]
+__all__ = ["Pipeline", "RunSummary", "WorkerCrashed", "consume_available"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,10 @@ HALTING_PAUSES = frozenset({"credentials", "dlq_unavailable", "dlq_rate"})
 
 TopicPartitionKey = tuple[str, int]
 Headers = list[tuple[str, str | bytes | None]]
+
+
+class WorkerCrashed(RuntimeError):
+    """A bug stopped the worker; nothing was lost (unfinished messages stay uncommitted), but it must restart."""
 
 
 @dataclass(slots=True)
@@ -70,12 +74,21 @@ class RunSummary:
 class _Partition:
     """One assigned partition's offsets and work; a new object each time the partition is assigned."""
 
-    __slots__ = ("offsets", "released", "releasing")
+    __slots__ = ("committed", "offsets", "released", "releasing", "stored")
 
     def __init__(self) -> None:
         self.offsets = PartitionOffsets()
         self.releasing = False  # being revoked or lost: start nothing new; the next owner takes over
         self.released = False  # handed over: completions no longer move its offsets
+        self.stored: int | None = None  # the offset last handed to librdkafka to commit
+        self.committed: int | None = None  # the offset the group coordinator last confirmed (or where we started)
+
+    @property
+    def finished_uncommitted(self) -> int:
+        """Finished messages a crash now would repeat: stored past the confirmed commit."""
+        if self.stored is None or self.committed is None:
+            return 0
+        return max(0, self.stored - self.committed)
 
 
 class _Pending:
@@ -131,6 +144,8 @@ class Pipeline:
         self._credentials_ok.set()
         self._dlq_backlog: deque[tuple[_Pending, DeadLetter, Headers]] = deque()
         self._stop = asyncio.Event()
+        self._crash: BaseException | None = None
+        self._last_commit_request = 0.0
         self._drained = False  # after the shutdown drain, a revoke on close() must not wait a second time
         self._kafka_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka")
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -175,6 +190,8 @@ class Pipeline:
             await poll  # re-raises a fatal poll error after the stop flag is set
             await self._drain(self._config.drain_timeout_s)
         await self._close()
+        if self._crash is not None:
+            raise WorkerCrashed("a worker task failed; unfinished messages were left uncommitted") from self._crash
         return self._summary
 
     async def _drain(self, timeout_s: float) -> None:
@@ -242,6 +259,8 @@ class Pipeline:
             partition = self._partitions.get(tp)
             if partition is None or partition.releasing:
                 continue  # fetched before a revoke: the partition's next owner reads it from the committed offset
+            if partition.committed is None:
+                partition.committed = offset  # consumption starts at the committed position
             try:
                 partition.offsets.track(offset)
             except ValueError:
@@ -292,7 +311,18 @@ class Pipeline:
     def _spawn(self, coroutine: Coroutine[object, object, None]) -> None:
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        """A task that dies of a bug would leave its message in flight forever (its partition never committed past
+        it): stop the worker instead, so the process exits non-zero and the message is redelivered after a restart."""
+        self._tasks.discard(task)
+        if task.cancelled() or task.exception() is None:
+            return
+        if self._crash is None:
+            self._crash = task.exception()
+            log.critical("a worker task failed; stopping", exc_info=self._crash)
+            self._stop.set()
 
     # -- sending -----------------------------------------------------------------------------------------------
 
@@ -492,7 +522,8 @@ class Pipeline:
         for tp in self._dirty:
             partition = self._partitions.get(tp)
             if partition is not None and partition.offsets.committable is not None:
-                offsets.append(TopicPartition(tp[0], tp[1], partition.offsets.committable))
+                partition.stored = partition.offsets.committable
+                offsets.append(TopicPartition(tp[0], tp[1], partition.stored))
         self._dirty.clear()
         if offsets:
             try:
@@ -512,11 +543,26 @@ class Pipeline:
         self._metrics.set_paused(reason, paused)
         self._health.set_paused(reason, paused)
 
+    def _commit_if_behind(self) -> int:
+        """Ask for a commit (asynchronous) once a quarter of the window is finished but uncommitted, so a crash
+        repeats at most the window; auto-commit alone would let a second's worth of throughput pile up."""
+        uncommitted = sum(partition.finished_uncommitted for partition in self._partitions.values())
+        now = time.monotonic()
+        if uncommitted >= max(1, self._config.max_in_flight // 4) and now - self._last_commit_request >= 0.05:
+            self._last_commit_request = now
+            try:
+                self._consumer.commit(asynchronous=True)
+            except KafkaException as exc:
+                log.debug("commit request not sent: %s", exc)
+        return uncommitted
+
     def _apply_pauses(self) -> None:
+        """Backpressure counts every message a crash would repeat: taken and unfinished, or finished uncommitted."""
         window = self._config.max_in_flight
-        if self._in_flight >= window and "backpressure" not in self._pauses:
+        load = self._in_flight + self._commit_if_behind()
+        if load >= window and "backpressure" not in self._pauses:
             self._set_pause("backpressure", True)
-        elif self._in_flight <= window // 2 and "backpressure" in self._pauses:
+        elif load <= window // 2 and "backpressure" in self._pauses:
             self._set_pause("backpressure", False)
         want_paused = bool(self._pauses)
         if want_paused == self._partitions_paused and not (want_paused and self._assignment_changed):
@@ -603,6 +649,20 @@ class Pipeline:
                 committable.append(TopicPartition(topic, partition_id, partition.offsets.committable))
         return committable
 
+    def on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """librdkafka's commit callback (Kafka thread): note what the group coordinator confirmed."""
+        if error is not None:
+            if error.code() != KafkaError._NO_OFFSET:
+                log.warning("offset commit failed: %s", error.str())
+            return
+        for tp in partitions:
+            if tp.error is not None or tp.offset < 0:
+                continue
+            partition = self._partitions.get((tp.topic, tp.partition))
+            if partition is not None:
+                partition.committed = max(partition.committed or 0, tp.offset)
+            self._metrics.committed(tp.topic, tp.partition, tp.offset)
+
     # -- background ------------------------------------------------------------------------------------------
 
     async def _poll_producer(self) -> None:
@@ -636,16 +696,6 @@ def consume_available(consumer: Consumer, batch_size: int, timeout_s: float) -> 
     if not first or batch_size == 1:
         return first
     return first + consumer.consume(batch_size - 1, 0)
-
-
-def record_commits(metrics: WorkerMetrics, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
-    """librdkafka's commit callback: publish what the group coordinator accepted."""
-    if error is not None:
-        log.warning("offset commit failed: %s", error.str())
-        return
-    for tp in partitions:
-        if tp.error is None and tp.offset >= 0:
-            metrics.committed(tp.topic, tp.partition, tp.offset)
 
 
 def _describe(partitions: list[TopicPartition]) -> str:
