@@ -1,0 +1,206 @@
+"""Figures → Markdown for bench/RESULTS.md, and the targets of GitHub issue 7 checked against them.
+
+The results file mixes generated and hand-written text: each generated section sits between
+`<!-- bench:NAME -->` and `<!-- /bench:NAME -->` and is replaced by the next run that produces it, so the
+tuning log written around the sections survives, and a run without `--backlog` keeps the last backlog figures.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+__all__ = ["backlog_section", "main_section", "replace_section", "targets"]
+
+Result = dict[str, Any]
+
+TARGET_EVENTS_PER_S = 5000
+TARGET_CPU_US_PER_EVENT = 200
+TARGET_BACKLOG_RSS_MIB = 200
+TARGET_OWN_WORK_RATIO = 0.5
+
+
+def median(values: Iterable[float]) -> float:
+    return statistics.median(list(values))
+
+
+def group_runs(runs: Sequence[Result]) -> dict[tuple[str, str, int], list[Result]]:
+    """Runs keyed by (backend, mix, processes), in the order first seen."""
+    groups: dict[tuple[str, str, int], list[Result]] = {}
+    for run in runs:
+        groups.setdefault((run["backend"], run["mix"], run["processes"]), []).append(run)
+    return groups
+
+
+def own_work(results: Result, backend: str) -> tuple[float, float, float] | None:
+    """(worker CPU/event, HTTP client CPU/request alone, the rest) for the activity mix, one process; medians."""
+    runs = group_runs(results["runs"]).get((backend, "activity", 1))
+    http = [c for c in results["ceilings"] if c["kind"] == "http" and c["backend"] == backend]
+    if not runs or not http:
+        return None
+    worker = median(r["cpu_us_per_event"] for r in runs)
+    client = median(c["cpu_us_per_item"] for c in http)
+    return worker, client, worker - client
+
+
+def targets(results: Result, backend: str) -> list[tuple[str, str, bool | None]]:
+    """(target, measured, met) rows; met is None when this invocation did not measure it."""
+    rows: list[tuple[str, str, bool | None]] = []
+    runs = group_runs(results["runs"]).get((backend, "activity", 1))
+    if runs:
+        rate = median(r["events_per_s"] for r in runs)
+        cpu = median(r["cpu_us_per_event"] for r in runs)
+        rows.append(
+            (
+                f"≥ {TARGET_EVENTS_PER_S:,} events/s end to end (activity mix, {backend}, 1 process)",
+                f"{rate:,.0f}",
+                rate >= TARGET_EVENTS_PER_S,
+            )
+        )
+        within = cpu <= TARGET_CPU_US_PER_EVENT
+        rows.append((f"≤ {TARGET_CPU_US_PER_EVENT} µs worker CPU per event", f"{cpu:,.0f} µs", within))
+    split = own_work(results, backend)
+    if split is not None:
+        _, client, rest = split
+        ratio = rest / client
+        rows.append(
+            (
+                "worker's own work ≤ half the HTTP call's cost",
+                f"{rest:,.0f} µs vs {client:,.0f} µs (ratio {ratio:.2f})",
+                ratio <= TARGET_OWN_WORK_RATIO,
+            )
+        )
+    backlog = results.get("backlog")
+    if backlog:
+        peak = backlog["peak_rss_mib"]
+        rows.append(
+            (
+                f"peak RSS ≤ {TARGET_BACKLOG_RSS_MIB} MB with a {backlog['backlog']:,}-message backlog",
+                f"{peak:,.0f} MiB",
+                peak * 1.048576 <= TARGET_BACKLOG_RSS_MIB,
+            )
+        )
+    return rows
+
+
+def main_section(results: Result) -> str:
+    """The generated summary: machine, versions, end-to-end runs, latency, ceilings, CPU split, targets."""
+    meta = results["meta"]
+    out = [
+        f"Run of {meta['date']} on {meta['cores']} cores ({meta['cpu_model']}), load average "
+        f"{meta['loadavg_start']:.1f} at the start and {meta['loadavg_end']:.1f} at the end: the machine was "
+        f"shared with other work. Each figure is the median of {meta['repeat']} runs (every run listed in brackets).",
+        "",
+        f"Versions: Python {meta['python']}, confluent-kafka {meta['confluent_kafka']} (librdkafka "
+        f"{meta['librdkafka']}), Kafka {meta['kafka']}, orjson {meta['orjson']}, aiohttp {meta['aiohttp']}, "
+        f"httpx {meta['httpx']}, uvloop {meta['uvloop']}, jsonschema-rs {meta['jsonschema_rs']}.",
+        "",
+        "### End to end: pre-produced stream, first consume to last commit",
+        "",
+        "| backend | mix | processes | events | events/s | steady events/s | worker CPU µs/event | peak RSS MiB "
+        "| sandbox CPU µs/request | ledger |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for (backend, mix, processes), runs in group_runs(results["runs"]).items():
+        rates = [r["events_per_s"] for r in runs]
+        cpu = [r["cpu_us_per_event"] for r in runs]
+        steady = [r["steady_events_per_s"] for r in runs if r["steady_events_per_s"]]
+        balanced = all(r["balanced"] for r in runs)
+        out.append(
+            f"| {backend} | {mix} | {processes} | {runs[0]['events']:,} | {median(rates):,.0f} "
+            f"({_list(rates, '{:,.0f}')}) | {_maybe(steady, '{:,.0f}')} "
+            f"| {median(cpu):,.0f} ({_list(cpu, '{:,.0f}')}) "
+            f"| {median(r['peak_rss_mib'] for r in runs):,.0f} "
+            f"| {median(r['sandbox_cpu_us_per_request'] for r in runs):,.0f} "
+            f"| {'balanced' if balanced else '**NOT balanced**'} |"
+        )
+    out += ["", "### Latency at a steady offered load (produce → arrival at the API)", ""]
+    out += [
+        "| backend | offered events/s | events | p50 ms | p99 ms | max ms | worker histogram p50 / p99 ms |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    by_backend: dict[str, list[Result]] = {}
+    for run in results["latency"]:
+        by_backend.setdefault(run["backend"], []).append(run)
+    for backend, runs in by_backend.items():
+        out.append(
+            f"| {backend} | {runs[0]['rate_per_s']:,.0f} | {runs[0]['events']:,} "
+            f"| {median(r['p50_ms'] for r in runs):.1f} ({_list([r['p50_ms'] for r in runs], '{:.1f}')}) "
+            f"| {median(r['p99_ms'] for r in runs):.1f} ({_list([r['p99_ms'] for r in runs], '{:.1f}')}) "
+            f"| {median(r['max_ms'] for r in runs):.0f} "
+            f"| {_maybe([r['histogram_p50_ms'] for r in runs], '{:.0f}')} / "
+            f"{_maybe([r['histogram_p99_ms'] for r in runs], '{:.0f}')} |"
+        )
+    out += ["", "### Ceilings: each half of the job alone, in this process", ""]
+    out += ["| stage | items | items/s | CPU µs/item | p50 / p99 ms |", "|---|---:|---:|---:|---|"]
+    ceilings: dict[str, list[Result]] = {}
+    for ceiling in results["ceilings"]:
+        ceilings.setdefault(ceiling["name"], []).append(ceiling)
+    for name, runs in ceilings.items():
+        latency = (
+            f"{median(r['p50_ms'] for r in runs):.1f} / {median(r['p99_ms'] for r in runs):.1f}"
+            if runs[0]["p50_ms"] is not None
+            else "-"
+        )
+        out.append(
+            f"| {name} | {runs[0]['items']:,} | {median(r['per_s'] for r in runs):,.0f} "
+            f"({_list([r['per_s'] for r in runs], '{:,.0f}')}) "
+            f"| {median(r['cpu_us_per_item'] for r in runs):,.1f} | {latency} |"
+        )
+    out += ["", "### Where the worker's CPU goes (activity mix, 1 process)", ""]
+    out += ["| backend | worker CPU µs/event | HTTP client alone µs/request | everything else µs/event | ratio |"]
+    out += ["|---|---:|---:|---:|---:|"]
+    for backend in meta["backends"]:
+        split = own_work(results, backend)
+        if split is not None:
+            worker, client, rest = split
+            out.append(f"| {backend} | {worker:,.0f} | {client:,.0f} | {rest:,.0f} | {rest / client:.2f} |")
+    out += ["", f"### Targets ({meta['default_backend']}, the default backend)", ""]
+    out += ["| target | measured | met |", "|---|---|---|"]
+    for target, measured, met in targets(results, meta["default_backend"]):
+        out.append(f"| {target} | {measured} | {_verdict(met)} |")
+    return "\n".join(out)
+
+
+def backlog_section(results: Result) -> str:
+    """The generated backlog figures (only when this invocation ran `--backlog`)."""
+    run = results["backlog"]
+    meta = results["meta"]
+    return "\n".join(
+        [
+            f"Run of {meta['date']}, {meta['default_backend']}, one process, load average "
+            f"{meta['loadavg_start']:.1f} to {meta['loadavg_end']:.1f}.",
+            "",
+            "| backlog | window s | RSS at first consume MiB | peak RSS (VmHWM) MiB | RSS at the end MiB "
+            "| processed in the window | in flight at the end | SIGTERM to exit s |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+            f"| {run['backlog']:,} | {run['seconds']:.0f} | {run['rss_at_first_consume_mib']:.0f} "
+            f"| {run['peak_rss_mib']:.0f} | {run['final_rss_mib']:.0f} | {run['processed']:,} "
+            f"| {run['in_flight_at_end']:,} | {run['stop_seconds']:.1f} |",
+        ]
+    )
+
+
+def replace_section(document: str, name: str, body: str) -> str:
+    """Put `body` between the markers of section `name`, appending the section when it is not there yet."""
+    begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    block = f"{begin}\n{body}\n{end}"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
+    if pattern.search(document):
+        return pattern.sub(lambda _: block, document)
+    return document.rstrip("\n") + f"\n\n{block}\n"
+
+
+def _list(values: Sequence[float], spec: str) -> str:
+    return ", ".join(spec.format(v) for v in values)
+
+
+def _maybe(values: Sequence[float | None], spec: str) -> str:
+    present = [v for v in values if v is not None]
+    return spec.format(median(present)) if present else "-"
+
+
+def _verdict(met: bool | None) -> str:
+    return {True: "yes", False: "**no**", None: "not measured"}[met]

@@ -1,0 +1,228 @@
+"""The end-to-end benchmark (GitHub issue 7): `scripts/bench [options]`, or `python -m bench.run [options]`.
+
+Starts a real Kafka broker (or uses KAFKA_BOOTSTRAP_SERVERS) and the sandbox API in `--minimal` mode, produces
+the streams once, then measures the real worker process for each HTTP backend, the ceilings of each half of its
+job, latency at a steady load, 1 vs N processes, and (with `--backlog N`) memory facing a large backlog. Writes
+the figures into bench/RESULTS.md (between generated-section markers) and, with `--json`, as JSON. Method and
+caveats: bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import importlib.metadata
+import os
+import platform
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import confluent_kafka
+import orjson
+
+from bench import report
+from bench.backlog import ensure_backlog, measure_backlog
+from bench.ceilings import consume_ceiling, http_ceiling
+from bench.datasets import MIXES, Dataset, produce_dataset
+from bench.latency import LatencySink, measure_latency
+from bench.worker_run import WorkerRun, measure_worker
+from tests.support.kafka_broker import KafkaBroker
+from tests.support.sandbox_process import SandboxProcess
+from worker.mics.transport import BACKENDS, DEFAULT_BACKEND
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULTS = REPO_ROOT / "bench" / "RESULTS.md"
+DEFAULT_EVENTS = 30_000
+HTTPX_SHARE = 10  # httpx runs get events / 10: it is an order of magnitude slower (bench/HTTP_BACKENDS.md)
+WORKER_CONCURRENCY = 64  # the worker's default MICS_WORKER_MAX_CONCURRENCY, for the HTTP ceiling
+LATENCY_RATE_SHARE = 0.3  # latency phase load: 30% of the measured throughput (headroom on a busy box)...
+LATENCY_RATE_CAP = 2000.0  # ...at most this many events/s
+_REPORTED_DISTRIBUTIONS = ("orjson", "aiohttp", "httpx", "uvloop", "jsonschema-rs")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.smoke:
+        args.events, args.repeat, args.backends, args.processes = 2000, 1, [DEFAULT_BACKEND], [1]
+        args.latency_seconds, args.backlog = 3.0, 0
+    say(f"benchmark: {args.events:,} events, backends {args.backends}, processes {args.processes}, x{args.repeat}")
+    with _kafka() as (bootstrap_servers, kafka_version), SandboxProcess("--minimal") as sandbox:
+        results = _measure(args, bootstrap_servers, kafka_version, sandbox)
+    text = args.output.read_text() if args.output.exists() else "# Benchmark results\n"
+    text = report.replace_section(text, "main", report.main_section(results))
+    if results["backlog"]:
+        text = report.replace_section(text, "backlog", report.backlog_section(results))
+    args.output.write_text(text)
+    say(f"wrote {args.output}")
+    if args.json:
+        args.json.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    print(report.main_section(results))
+    balanced = all(run["balanced"] for run in results["runs"])
+    if not balanced:
+        say("LEDGER NOT BALANCED: some run lost, duplicated or misfiled messages (see the table)")
+    return 0 if balanced else 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=DEFAULT_EVENTS, help=f"per stream (default {DEFAULT_EVENTS})")
+    parser.add_argument("--backends", type=_csv(BACKENDS), default=list(BACKENDS), help="comma list")
+    parser.add_argument("--processes", type=_csv(None, int), default=[1, 2], help="comma list (default 1,2)")
+    parser.add_argument("--mixes", type=_csv(MIXES), default=list(MIXES), help="comma list (default: both)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement; medians reported")
+    parser.add_argument("--latency-seconds", type=float, default=10.0, help="paced phase length (default 10)")
+    parser.add_argument("--backlog", type=int, default=0, metavar="N", help="also measure RSS facing N messages")
+    parser.add_argument("--backlog-seconds", type=float, default=45.0, help="worker run time against the backlog")
+    parser.add_argument("--smoke", action="store_true", help="CI smoke run: 2,000 events, one backend, once")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="the Markdown file to update")
+    parser.add_argument("--json", type=Path, help="also write every figure as JSON here")
+    return parser
+
+
+def _measure(args: argparse.Namespace, bootstrap_servers: str, kafka_version: str, sandbox: SandboxProcess) -> Any:
+    results: dict[str, Any] = {
+        "meta": _meta(args, kafka_version),
+        "runs": [],
+        "ceilings": [],
+        "latency": [],
+        "backlog": None,
+    }
+    datasets: dict[tuple[str, int], Dataset] = {}
+
+    def dataset(mix: str, count: int) -> Dataset:
+        if (mix, count) not in datasets:
+            say(f"producing {count:,} events ({mix} mix)")
+            datasets[mix, count] = produce_dataset(bootstrap_servers, mix, count)
+        return datasets[mix, count]
+
+    def record(run: WorkerRun) -> None:
+        results["runs"].append(run.as_dict())
+        say(
+            f"  {run.backend} {run.mix} x{run.processes}: {run.events_per_s:,.0f} events/s, "
+            f"{run.cpu_us_per_event:,.0f} µs CPU/event, peak RSS {run.peak_rss_mib:.0f} MiB, "
+            f"ledger {'balanced' if run.ledger.balanced else 'NOT BALANCED: ' + repr(run.ledger)}"
+        )
+
+    for backend in args.backends:
+        count = args.events if backend != "httpx" else max(1000, args.events // HTTPX_SHARE)
+        for mix in args.mixes:
+            for _ in range(args.repeat):
+                record(measure_worker(bootstrap_servers, sandbox, dataset(mix, count), backend=backend))
+    for processes in (p for p in args.processes if p > 1):
+        for _ in range(args.repeat):
+            stream = dataset("activity", args.events)
+            record(measure_worker(bootstrap_servers, sandbox, stream, backend=DEFAULT_BACKEND, processes=processes))
+    _ceilings(args, bootstrap_servers, sandbox, dataset("activity", args.events), results)
+    _latency(args, bootstrap_servers, results)
+    if args.backlog:
+        topic = ensure_backlog(bootstrap_servers, args.backlog, say)
+        say(f"backlog: running the worker {args.backlog_seconds:.0f} s against {args.backlog:,} messages")
+        run = measure_backlog(
+            bootstrap_servers, sandbox, topic, args.backlog, backend=DEFAULT_BACKEND, seconds=args.backlog_seconds
+        )
+        results["backlog"] = run.as_dict()
+        say(f"  peak RSS {run.peak_rss_mib:.0f} MiB, {run.processed:,} processed")
+    results["meta"]["loadavg_end"] = os.getloadavg()[0]
+    return results
+
+
+def _ceilings(
+    args: argparse.Namespace, bootstrap_servers: str, sandbox: SandboxProcess, stream: Dataset, results: Any
+) -> None:
+    say("ceilings: consume + decode (+ validate + route) without HTTP; HTTP without Kafka")
+    for _ in range(args.repeat):
+        for plan in (False, True):
+            ceiling = consume_ceiling(bootstrap_servers, stream, plan=plan)
+            results["ceilings"].append({**ceiling.as_dict(), "kind": "plan" if plan else "decode", "backend": None})
+        for backend in args.backends:
+            requests = args.events if backend != "httpx" else max(1000, args.events // HTTPX_SHARE)
+            ceiling = http_ceiling(backend, sandbox.base_url, sandbox.token, requests, WORKER_CONCURRENCY)
+            results["ceilings"].append({**ceiling.as_dict(), "kind": "http", "backend": backend})
+            say(f"  {ceiling.name}: {ceiling.per_s:,.0f}/s, {ceiling.cpu_us_per_item:,.0f} µs CPU each")
+
+
+def _latency(args: argparse.Namespace, bootstrap_servers: str, results: Any) -> None:
+    with LatencySink() as sink:
+        for backend in args.backends:
+            rates = [
+                r["events_per_s"]
+                for r in results["runs"]
+                if r["backend"] == backend and r["mix"] == "activity" and r["processes"] == 1
+            ]
+            measured = report.median(rates) if rates else 1000.0
+            rate = min(LATENCY_RATE_CAP, LATENCY_RATE_SHARE * measured)
+            say(f"latency: {backend} at {rate:,.0f} events/s for {args.latency_seconds:.0f} s")
+            for _ in range(args.repeat):
+                run = measure_latency(
+                    bootstrap_servers, sink, backend=backend, rate_per_s=rate, seconds=args.latency_seconds
+                )
+                results["latency"].append(run.as_dict())
+                say(f"  p50 {run.p50_ms:.1f} ms, p99 {run.p99_ms:.1f} ms")
+
+
+@contextlib.contextmanager
+def _kafka() -> Iterator[tuple[str, str]]:
+    """KAFKA_BOOTSTRAP_SERVERS when set (its version read from the harness pom), else a broker started here."""
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+    if external:
+        pom = (REPO_ROOT / "kafka" / "pom.xml").read_text()
+        found = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", pom)
+        yield external, (found.group(1) if found else "unknown") + " (external broker; version per kafka/pom.xml)"
+        return
+    say("starting a Kafka broker (KAFKA_BOOTSTRAP_SERVERS is not set)")
+    with KafkaBroker() as broker:
+        yield broker.bootstrap_servers, broker.version
+
+
+def _meta(args: argparse.Namespace, kafka_version: str) -> dict[str, Any]:
+    cpu_model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        found = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
+        cpu_model = found.group(1).strip() if found else cpu_model
+    return {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cores": os.cpu_count(),
+        "cpu_model": cpu_model,
+        "python": platform.python_version(),
+        "confluent_kafka": _version("confluent-kafka"),
+        "librdkafka": confluent_kafka.libversion()[0],
+        "kafka": kafka_version,
+        **{name.replace("-", "_"): _version(name) for name in _REPORTED_DISTRIBUTIONS},
+        "events": args.events,
+        "repeat": args.repeat,
+        "smoke": args.smoke,
+        "backends": args.backends,
+        "default_backend": DEFAULT_BACKEND,
+        "loadavg_start": os.getloadavg()[0],
+        "loadavg_end": None,
+    }
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
+
+
+def _csv(allowed: tuple[str, ...] | None, kind: type = str) -> Any:
+    def parse(text: str) -> list[Any]:
+        items = [kind(item.strip()) for item in text.split(",") if item.strip()]
+        unknown = [item for item in items if allowed is not None and item not in allowed]
+        if not items or unknown:
+            raise argparse.ArgumentTypeError(f"expected a comma list of {', '.join(allowed or ('numbers',))}")
+        return items
+
+    return parse
+
+
+def say(text: str) -> None:
+    print(f"==> {text}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

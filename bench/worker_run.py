@@ -1,0 +1,246 @@
+"""One measured run of the real worker (`python -m worker run`, a separate process) over a pre-produced dataset.
+
+Method, per run: a fresh consumer group reads the dataset from its first offset; the sandbox is reset and a
+fresh dead-letter topic created. The clock starts when the worker's metrics first show a consumed message and
+stops when the broker shows the group's commits covering every message ("first consume to last commit";
+commits go out with librdkafka's auto-commit, once a second, so up to a second of the tail is commit wait).
+The worker's CPU (user + system, all threads, all member processes) is read from /proc at both instants; start-up
+(imports, group join) is outside the window. Peak RSS is the kernel's high-water mark of each member.
+Then the ledger: the sandbox's counts by route, the DLQ's records by ledger id and reason, and the worker's own
+outcome counters must each account for every produced message, exactly once.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+import httpx
+
+from bench import procstat
+from bench.datasets import Dataset
+from bench.observe import CommitWatcher, Samples, scrape_all, total
+from tests.support.kafka_broker import create_topic
+from tests.support.ledger import read_dead_letters
+from tests.support.sandbox_process import SandboxProcess
+from tests.support.worker_process import WorkerProcess, worker_env
+
+__all__ = ["LedgerCheck", "WorkerRun", "measure_worker", "worker_urls"]
+
+_FIRST_CONSUME_POLL_S = 0.02
+_COMMIT_POLL_S = 0.05
+_STARTUP_TIMEOUT_S = 90.0
+_STORED_KIND_TO_ROUTE = {"activities": "activity", "profiles": "profile", "choices": "choice"}
+
+
+@dataclass
+class LedgerCheck:
+    """Where every produced message went, counted at the API, in the DLQ and by the worker itself."""
+
+    produced: int
+    delivered_expected: dict[str, int]
+    delivered_at_api: dict[str, int]
+    api_non_200: int
+    dead_letters_expected: int
+    dead_letters_found: int
+    dead_letters_wrong: int  # missing, unexpected, duplicated, or with another reason than intended
+    worker_outcomes: int
+
+    @property
+    def balanced(self) -> bool:
+        return (
+            self.delivered_at_api == self.delivered_expected
+            and self.api_non_200 == 0
+            and self.dead_letters_found == self.dead_letters_expected
+            and self.dead_letters_wrong == 0
+            and self.worker_outcomes == self.produced
+            and sum(self.delivered_at_api.values()) + self.dead_letters_found == self.produced
+        )
+
+
+@dataclass
+class WorkerRun:
+    """The figures of one run."""
+
+    backend: str
+    mix: str
+    processes: int
+    events: int
+    seconds: float  # first consume to last commit
+    steady_events_per_s: float | None  # commit progress between 10% and 90% of the stream
+    cpu_seconds: float
+    peak_rss_mib: float  # the largest member's
+    total_peak_rss_mib: float  # all members together
+    sandbox_cpu_seconds: float  # the API stand-in's share of the machine in the same window
+    ledger: LedgerCheck
+    worker_exit_code: int
+    progress: list[tuple[float, int]] = field(default_factory=list, repr=False)
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.seconds
+
+    @property
+    def cpu_us_per_event(self) -> float:
+        return self.cpu_seconds / self.events * 1e6
+
+    @property
+    def sandbox_cpu_us_per_request(self) -> float:
+        return self.sandbox_cpu_seconds / max(sum(self.ledger.delivered_at_api.values()), 1) * 1e6
+
+    def as_dict(self) -> dict[str, object]:
+        data = asdict(self)
+        del data["progress"]
+        data.update(
+            events_per_s=self.events_per_s,
+            cpu_us_per_event=self.cpu_us_per_event,
+            sandbox_cpu_us_per_request=self.sandbox_cpu_us_per_request,
+            balanced=self.ledger.balanced,
+        )
+        return data
+
+
+def worker_urls(worker: WorkerProcess, processes: int) -> list[str]:
+    """The health/metrics address of each member (`run --processes N` gives member i HEALTH_PORT + i)."""
+    return [f"http://127.0.0.1:{worker.health_port + index}" for index in range(processes)]
+
+
+def measure_worker(
+    bootstrap_servers: str,
+    sandbox: SandboxProcess,
+    dataset: Dataset,
+    *,
+    backend: str,
+    processes: int = 1,
+    extra_env: dict[str, str] | None = None,
+) -> WorkerRun:
+    """Run the worker over `dataset` until every message is committed; measure it and settle the ledger."""
+    sandbox.reset()
+    sandbox_pid = sandbox.pid
+    assert sandbox_pid is not None
+    run_id = uuid.uuid4().hex[:8]
+    dlq_topic = f"bench.{run_id}.dlq"
+    create_topic(bootstrap_servers, dlq_topic, 1)
+    group_id = f"bench-{run_id}"
+    env = worker_env(
+        bootstrap_servers=bootstrap_servers,
+        api_base_url=sandbox.base_url,
+        api_token=sandbox.token,
+        dlq_topic=dlq_topic,
+        group_id=group_id,
+        HTTP_BACKEND=backend,
+        LOG_LEVEL="WARNING",
+        **dataset.worker_settings(),
+        **(extra_env or {}),
+    )
+    args = ("--processes", str(processes)) if processes > 1 else ()
+    watcher = CommitWatcher(bootstrap_servers, group_id, dataset.end_offsets)
+    try:
+        with WorkerProcess(env, args=args) as worker:
+            urls = worker_urls(worker, processes)
+            pid = worker.pid
+            assert pid is not None
+            started, cpu_at_start = _wait_first_consume(worker, urls, pid)
+            sandbox_cpu_at_start = procstat.cpu_seconds([sandbox_pid])
+            progress = _wait_all_committed(worker, watcher, dataset.count, started)
+            finished = time.monotonic()
+            tree = procstat.process_tree(pid)
+            cpu_at_end = procstat.cpu_seconds(tree)
+            sandbox_cpu = procstat.cpu_seconds([sandbox_pid]) - sandbox_cpu_at_start
+            members = tree[1:] if processes > 1 else tree
+            peaks = [m.peak_rss_mib for m in map(procstat.memory, members) if m is not None]
+            samples = scrape_all(urls)
+            exit_code = worker.stop()
+    finally:
+        watcher.close()
+    ledger = _settle(bootstrap_servers, sandbox, dataset, dlq_topic, samples)
+    return WorkerRun(
+        backend=backend,
+        mix=dataset.name,
+        processes=processes,
+        events=dataset.count,
+        seconds=finished - started,
+        steady_events_per_s=steady_rate(progress, dataset.count),
+        cpu_seconds=cpu_at_end - cpu_at_start,
+        sandbox_cpu_seconds=sandbox_cpu,
+        peak_rss_mib=max(peaks),
+        total_peak_rss_mib=sum(peaks),
+        ledger=ledger,
+        worker_exit_code=exit_code,
+        progress=progress,
+    )
+
+
+def _wait_first_consume(worker: WorkerProcess, urls: list[str], pid: int) -> tuple[float, float]:
+    """Poll the members' metrics until one has consumed; return (monotonic time, worker CPU seconds) then."""
+    deadline = time.monotonic() + _STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            consumed = total(scrape_all(urls), "mics_worker_messages_consumed_total")
+        except httpx.HTTPError:
+            consumed = 0.0  # not listening yet (or one member not yet)
+        if consumed > 0:
+            return time.monotonic(), procstat.cpu_seconds(procstat.process_tree(pid))
+        if not worker.is_running():
+            raise RuntimeError(f"the worker exited before consuming:\n{worker.stderr()[-3000:]}")
+        time.sleep(_FIRST_CONSUME_POLL_S)
+    raise TimeoutError(f"the worker consumed nothing in {_STARTUP_TIMEOUT_S:.0f} s:\n{worker.stderr()[-3000:]}")
+
+
+def _wait_all_committed(
+    worker: WorkerProcess, watcher: CommitWatcher, count: int, started: float
+) -> list[tuple[float, int]]:
+    """Poll the group's committed offsets until they cover every message; return (seconds, committed) samples."""
+    timeout_s = max(120.0, count / 100)  # 100 events/s would be a broken worker, not a slow one
+    progress: list[tuple[float, int]] = []
+    while True:
+        done = watcher.committed()
+        now = time.monotonic()
+        progress.append((now - started, done))
+        if done >= watcher.target:
+            return progress
+        if not worker.is_running():
+            raise RuntimeError(f"the worker exited with {done}/{count} committed:\n{worker.stderr()[-3000:]}")
+        if now - started > timeout_s:
+            raise TimeoutError(f"only {done}/{count} committed after {timeout_s:.0f} s:\n{worker.stderr()[-3000:]}")
+        time.sleep(_COMMIT_POLL_S)
+
+
+def steady_rate(progress: list[tuple[float, int]], count: int) -> float | None:
+    """Events/s between the first commits past 10% and past 90% of the stream (start-up and tail excluded)."""
+    low = next(((t, n) for t, n in progress if n >= 0.1 * count), None)
+    high = next(((t, n) for t, n in progress if n >= 0.9 * count), None)
+    if low is None or high is None or high[0] <= low[0]:
+        return None
+    return (high[1] - low[1]) / (high[0] - low[0])
+
+
+def _settle(
+    bootstrap_servers: str, sandbox: SandboxProcess, dataset: Dataset, dlq_topic: str, samples: Samples
+) -> LedgerCheck:
+    stats = sandbox.stats()
+    delivered = {_STORED_KIND_TO_ROUTE[kind]: n for kind, n in stats["stored"].items() if n}
+    non_200 = sum(n for status, n in stats["responses"].items() if status != "200")
+    expected = dataset.expected_dead_letters()
+    found = Counter[str]()
+    wrong = 0
+    records = read_dead_letters(bootstrap_servers, dlq_topic)
+    for record in records:
+        ledger_id = record.ledger_id
+        if ledger_id is None or expected.get(ledger_id) != record.reason:
+            wrong += 1
+        else:
+            found[ledger_id] += 1
+    wrong += sum(n - 1 for n in found.values() if n > 1) + len(set(expected) - set(found))
+    return LedgerCheck(
+        produced=dataset.count,
+        delivered_expected=dict(dataset.expected_delivered()),
+        delivered_at_api=delivered,
+        api_non_200=non_200,
+        dead_letters_expected=len(expected),
+        dead_letters_found=len(records),
+        dead_letters_wrong=wrong,
+        worker_outcomes=round(total(samples, "mics_worker_messages_outcome_total")),
+    )

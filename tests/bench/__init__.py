@@ -1,0 +1,1 @@
+"""The benchmark harness smoke run (bench/run.py --smoke): it completes and accounts for every event."""
