@@ -134,6 +134,7 @@ class Pipeline:
         self._lanes: dict[tuple[str, int, bytes], deque[_Pending]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._in_flight = 0
+        self._load = 0  # in flight + finished but uncommitted: what a crash now would repeat
         self._pauses: set[str] = set()
         self._halted = False  # paused for a reason that hands fetched messages back instead of taking them
         self._partitions_paused = False
@@ -229,10 +230,14 @@ class Pipeline:
 
     async def _poll_loop(self) -> None:
         loop = asyncio.get_running_loop()
-        consume = partial(consume_available, self._consumer, self._config.consume_batch_size, _POLL_TIMEOUT_S)
+        batch_size, window = self._config.consume_batch_size, self._config.max_in_flight
         while not self._stop.is_set():
             self._health.heartbeat()
-            messages = await loop.run_in_executor(self._kafka_thread, consume)
+            # Never take more than the window has room for: a crash repeats at most MAX_IN_FLIGHT messages.
+            room = max(1, min(batch_size, window - self._load))
+            messages = await loop.run_in_executor(
+                self._kafka_thread, consume_available, self._consumer, room, _POLL_TIMEOUT_S
+            )
             if messages:
                 self._dispatch(messages)
             self._store_offsets()
@@ -559,7 +564,7 @@ class Pipeline:
     def _apply_pauses(self) -> None:
         """Backpressure counts every message a crash would repeat: taken and unfinished, or finished uncommitted."""
         window = self._config.max_in_flight
-        load = self._in_flight + self._commit_if_behind()
+        self._load = load = self._in_flight + self._commit_if_behind()
         if load >= window and "backpressure" not in self._pauses:
             self._set_pause("backpressure", True)
         elif load <= window // 2 and "backpressure" in self._pauses:

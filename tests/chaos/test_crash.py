@@ -57,13 +57,6 @@ class TestKillNine:
         assert settlement.duplicates <= sum(repeated_by_crash)
 
     @pytest.mark.timeout(180)
-    @pytest.mark.xfail(
-        strict=True,
-        reason=(
-            "BUG: a crash repeats everything finished since the last auto-commit (auto.commit.interval.ms=1000), "
-            "not at most MAX_IN_FLIGHT messages as design.md promises"
-        ),
-    )
     def test_a_crash_repeats_at_most_the_in_flight_window(self, scenario: Scenario) -> None:
         """Killed at a moment of its choosing, the worker leaves at most MAX_IN_FLIGHT messages to be repeated."""
         ledger = scenario.produce(list(generate(3000, MixSpec(profiles=0, choices=0, invalid=0), seed=32)))
