@@ -19,7 +19,7 @@ from confluent_kafka import Producer
 from bench import procstat
 from bench.datasets import PARTITIONS, end_offsets
 from bench.observe import scrape_all, total
-from bench.worker_run import worker_urls
+from bench.worker_run import backend_settings, worker_urls
 from tests.support.kafka_broker import admin_client, create_topic
 from tests.support.sandbox_process import SandboxProcess
 from tests.support.worker_process import WorkerProcess, worker_env
@@ -103,9 +103,9 @@ def measure_backlog(
         routes=f"{topic}=activity",
         dlq_topic=f"bench.{run_id}.dlq",
         group_id=f"bench-{run_id}",
-        HTTP_BACKEND=backend,
         LOG_LEVEL="WARNING",
     )
+    env.update(backend_settings(backend))
     with WorkerProcess(env) as worker:
         pid = worker.pid
         assert pid is not None

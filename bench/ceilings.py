@@ -4,7 +4,8 @@
   `codec.decode` only, or the whole `routing.plan_message` (decode, validate, route: what the pipeline calls per
   message). No pipeline, tasks, metrics or offsets: the gap to the worker's figure is the pipeline's own cost.
 - `http`: the worker's `MicsClient` over one backend posting a ~600-byte activity to the sandbox at the worker's
-  concurrency, nothing else (the driver of `bench/http_backends.py`).
+  concurrency, nothing else (the driver of `bench/http_backends.py`); backend `lean` is the probe of
+  `bench/lean_http.py` (what a minimal client costs), not a worker backend.
 
 Each runs in a fresh child process (`python -m bench.ceilings consume|http ...`, one JSON line on stdout) and
 reports that process's CPU time (`time.process_time`: every thread, librdkafka's included), so the figures
@@ -142,10 +143,16 @@ def _measure_http(backend: str, base_url: str, token: str, requests: int, concur
     import uvloop
 
     from bench.http_backends import WARMUP_REQUESTS, drive
-    from worker.mics import ApiToken, MicsClient, Timeouts, make_transport
+    from worker.mics import ApiToken, MicsClient, Timeouts, Transport, make_transport
 
     async def run() -> tuple[float, float, list[float]]:
-        transport = make_transport(backend, Timeouts(), max_connections=concurrency)
+        transport: Transport
+        if backend == "lean":
+            from bench.lean_http import LeanTransport
+
+            transport = LeanTransport(concurrency)
+        else:
+            transport = make_transport(backend, Timeouts(), max_connections=concurrency)
         async with MicsClient(transport, base_url, ApiToken(token), decode_write_answers=False) as client:
             await drive(client, WARMUP_REQUESTS, concurrency)
             started, cpu_started = time.perf_counter(), time.process_time()
@@ -154,7 +161,8 @@ def _measure_http(backend: str, base_url: str, token: str, requests: int, concur
 
     elapsed, cpu, latencies = uvloop.run(run())
     cuts = statistics.quantiles(latencies, n=100)
-    name = f"HTTP only ({backend}, concurrency {concurrency})"
+    client = "minimal asyncio HTTP/1.1 probe, bench/lean_http.py" if backend == "lean" else backend
+    name = f"HTTP only ({client}, concurrency {concurrency})"
     return Ceiling(name, requests, elapsed, cpu, cuts[49] * 1e3, cuts[98] * 1e3)
 
 

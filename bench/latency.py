@@ -29,6 +29,7 @@ from confluent_kafka import Producer
 
 from bench.datasets import PARTITIONS
 from bench.observe import histogram_quantile, scrape_all, total
+from bench.worker_run import backend_settings
 from tests.support.events import activity
 from tests.support.kafka_broker import create_topic
 from tests.support.worker_process import WorkerProcess, worker_env
@@ -123,9 +124,9 @@ def measure_latency(
         routes=f"{topic}=activity",
         dlq_topic=f"{topic}.dlq",
         group_id=f"bench-{run_id}",
-        HTTP_BACKEND=backend,
         LOG_LEVEL="WARNING",
     )
+    env.update(backend_settings(backend))
     count = max(1, round(rate_per_s * seconds))
     with WorkerProcess(env) as worker:
         worker.wait_until(

@@ -16,6 +16,7 @@ import importlib.metadata
 import os
 import platform
 import re
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +30,7 @@ from bench.backlog import ensure_backlog, measure_backlog
 from bench.ceilings import consume_ceiling, http_ceiling
 from bench.datasets import MIXES, Dataset, produce_dataset
 from bench.latency import LatencySink, measure_latency
-from bench.worker_run import WorkerRun, measure_worker
+from bench.worker_run import LEAN_PROBE, WorkerRun, measure_worker
 from tests.support.kafka_broker import KafkaBroker
 from tests.support.sandbox_process import SandboxProcess
 from worker.mics.transport import BACKENDS, DEFAULT_BACKEND
@@ -70,7 +71,12 @@ def main(argv: list[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=DEFAULT_EVENTS, help=f"per stream (default {DEFAULT_EVENTS})")
-    parser.add_argument("--backends", type=_csv(BACKENDS), default=list(BACKENDS), help="comma list")
+    parser.add_argument(
+        "--backends",
+        type=_csv((*BACKENDS, LEAN_PROBE)),
+        default=[*BACKENDS, LEAN_PROBE],
+        help=f"comma list (default: {', '.join(BACKENDS)} and {LEAN_PROBE}, the experiment of bench/lean_http.py)",
+    )
     parser.add_argument("--processes", type=_csv(None, int), default=[1, 2], help="comma list (default 1,2)")
     parser.add_argument("--mixes", type=_csv(MIXES), default=list(MIXES), help="comma list (default: both)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement; medians reported")
@@ -192,6 +198,7 @@ def _meta(args: argparse.Namespace, kafka_version: str) -> dict[str, Any]:
         "librdkafka": confluent_kafka.libversion()[0],
         "kafka": kafka_version,
         **{name.replace("-", "_"): _version(name) for name in _REPORTED_DISTRIBUTIONS},
+        "commit": _commit(),
         "events": args.events,
         "repeat": args.repeat,
         "smoke": args.smoke,
@@ -200,6 +207,20 @@ def _meta(args: argparse.Namespace, kafka_version: str) -> dict[str, Any]:
         "loadavg_start": os.getloadavg()[0],
         "loadavg_end": None,
     }
+
+
+def _git(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+
+
+def _commit() -> str:
+    """The measured code: HEAD, marked when worker/ differs from it (others edit the tree while this runs)."""
+    try:
+        head = _git("rev-parse", "--short", "HEAD")
+        dirty = _git("diff", "--quiet", "HEAD", "--", "worker")
+    except OSError:
+        return "unknown"
+    return head.stdout.strip() + (" + uncommitted changes in worker/" if dirty.returncode else "")
 
 
 def _version(distribution: str) -> str:

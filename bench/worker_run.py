@@ -12,10 +12,12 @@ outcome counters must each account for every produced message, exactly once.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import httpx
 
@@ -27,8 +29,10 @@ from tests.support.ledger import read_dead_letters
 from tests.support.sandbox_process import SandboxProcess
 from tests.support.worker_process import WorkerProcess, worker_env
 
-__all__ = ["LedgerCheck", "WorkerRun", "measure_worker", "worker_urls"]
+__all__ = ["LEAN_PROBE", "LedgerCheck", "WorkerRun", "backend_settings", "measure_worker", "worker_urls"]
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+LEAN_PROBE = "lean"  # not a worker backend: the probe of bench/lean_http.py, swapped in for an experiment
 _FIRST_CONSUME_POLL_S = 0.02
 _COMMIT_POLL_S = 0.05
 _STARTUP_TIMEOUT_S = 90.0
@@ -107,6 +111,15 @@ def worker_urls(worker: WorkerProcess, processes: int) -> list[str]:
     return [f"http://127.0.0.1:{worker.health_port + index}" for index in range(processes)]
 
 
+def backend_settings(backend: str) -> dict[str, str]:
+    """Environment selecting `backend` for a worker process; `lean` runs the real worker with its transport
+    swapped for the probe at start-up (bench/lean_site/sitecustomize.py), as an experiment."""
+    if backend == LEAN_PROBE:
+        site = os.pathsep.join([str(REPO_ROOT / "bench" / "lean_site"), str(REPO_ROOT)])
+        return {"MICS_WORKER_HTTP_BACKEND": "aiohttp", "PYTHONPATH": site}
+    return {"MICS_WORKER_HTTP_BACKEND": backend}
+
+
 def measure_worker(
     bootstrap_servers: str,
     sandbox: SandboxProcess,
@@ -130,11 +143,11 @@ def measure_worker(
         api_token=sandbox.token,
         dlq_topic=dlq_topic,
         group_id=group_id,
-        HTTP_BACKEND=backend,
         LOG_LEVEL="WARNING",
         **dataset.worker_settings(),
         **(extra_env or {}),
     )
+    env.update(backend_settings(backend))
     args = ("--processes", str(processes)) if processes > 1 else ()
     watcher = CommitWatcher(bootstrap_servers, group_id, dataset.end_offsets)
     try:
