@@ -7,6 +7,7 @@ The topics are created on whatever broker the scenario is given, so a test may u
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -22,7 +23,7 @@ from tests.support.ledger import Ledger, Settlement, read_dead_letters
 from tests.support.sandbox_process import SandboxProcess
 from tests.support.worker_process import WorkerProcess, worker_env
 
-__all__ = ["OUTCOMES", "Produced", "Scenario", "committed_offsets", "eventually", "produce_records"]
+__all__ = ["OUTCOMES", "PacedProducer", "Produced", "Scenario", "committed_offsets", "eventually", "produce_records"]
 
 OUTCOMES = "mics_worker_messages_outcome_total"
 PAUSED = "mics_worker_paused"
@@ -78,6 +79,44 @@ def produce_records(
     if failures or any(item is None for item in landed):
         raise RuntimeError(f"records were not acknowledged: {failures[:3]}")
     return [item for item in landed if item is not None]
+
+
+class PacedProducer:
+    """Produces messages at a fixed rate on a background thread, as a live stream arrives (not a backlog)."""
+
+    def __init__(self, bootstrap_servers: str, routes: Callable[[SampleMessage], str], rate_per_s: float) -> None:
+        self._producer = Producer({"bootstrap.servers": bootstrap_servers, "linger.ms": 5, "enable.idempotence": True})
+        self._routes = routes
+        self._interval_s = 1.0 / rate_per_s
+        self._failures: list[str] = []
+        self._thread: threading.Thread | None = None
+
+    def start(self, messages: list[SampleMessage]) -> None:
+        self._thread = threading.Thread(target=self._run, args=(messages,), name="paced-producer", daemon=True)
+        self._thread.start()
+
+    def _run(self, messages: list[SampleMessage]) -> None:
+        began = time.monotonic()
+        for index, message in enumerate(messages):
+            delay = began + index * self._interval_s - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            self._producer.produce(
+                self._routes(message), key=message.key, value=message.value, on_delivery=self._on_delivery
+            )
+            self._producer.poll(0)
+        self._producer.flush(60)
+
+    def _on_delivery(self, error: Any, _message: Any) -> None:
+        if error is not None:
+            self._failures.append(str(error))
+
+    def join(self, timeout_s: float) -> None:
+        """Wait until every message is produced and acknowledged."""
+        assert self._thread is not None
+        self._thread.join(timeout_s)
+        if self._thread.is_alive() or self._failures:
+            raise RuntimeError(f"the paced producer did not finish cleanly: {self._failures[:3]}")
 
 
 def committed_offsets(bootstrap_servers: str, group: str, topic: str, partitions: int) -> dict[int, int]:
@@ -139,16 +178,17 @@ class Scenario:
 
     def produce(self, messages: list[SampleMessage]) -> Ledger:
         """Bare activities to the activity topic, envelopes to the mixed one; remembers where each id landed."""
-        bare = [m for m in messages if m.route == "activity" and not m.value.startswith(b'{"type"')]
-        bare_ids = {m.ledger_id for m in bare}
-        for topic, batch in (
-            (self.activities, bare),
-            (self.mixed, [m for m in messages if m.ledger_id not in bare_ids]),
-        ):
+        for topic in (self.activities, self.mixed):
+            batch = [m for m in messages if self.topic_for(m) == topic]
             landed = produce_records(self.bootstrap_servers, topic, [(m.key, m.value, []) for m in batch])
             for message, where in zip(batch, landed, strict=True):
                 self.positions[message.ledger_id] = (topic, where.partition, where.offset)
         return Ledger(messages)
+
+    def topic_for(self, message: SampleMessage) -> str:
+        """Bare activities go to the activity topic, envelopes to the mixed one."""
+        bare = message.route == "activity" and not message.value.startswith(b'{"type"')
+        return self.activities if bare else self.mixed
 
     def committed(self) -> dict[tuple[str, int], int]:
         """The group's committed offset of every partition of both topics (negative: nothing committed)."""
