@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from worker.config import WorkerConfig
-from worker.deadletter import DeadLetter, context_headers
+from worker.deadletter import MICS_PREFIX, DeadLetter, context_headers
 from worker.guard import DeadLetterRateGuard
 from worker.health import Health
 from worker.kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition, subscription
@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 _TIMESTAMP_NOT_AVAILABLE = 0
 _POLL_TIMEOUT_S = 0.1
 _DLQ_RETRY_DELAY_S = (0.5, 30.0)
+TRUNCATED_HEADER = MICS_PREFIX + "value.truncated"
+_TRUNCATED_VALUE_BYTES = 1024
 HALTING_PAUSES = frozenset({"credentials", "dlq_unavailable", "dlq_rate"})
 
 TopicPartitionKey = tuple[str, int]
@@ -144,6 +146,7 @@ class Pipeline:
         self._credentials_ok = asyncio.Event()
         self._credentials_ok.set()
         self._dlq_backlog: deque[tuple[_Pending, DeadLetter, Headers]] = deque()
+        self._dlq_retrying = False
         self._stop = asyncio.Event()
         self._crash: BaseException | None = None
         self._last_commit_request = 0.0
@@ -443,18 +446,31 @@ class Pipeline:
 
     def _produce_dead_letter(self, pending: _Pending, letter: DeadLetter, headers: Headers) -> None:
         message = pending.message
+        value = message.value()
+        if any(name == TRUNCATED_HEADER for name, _ in headers):
+            value = (value or b"")[:_TRUNCATED_VALUE_BYTES]
         timestamp_type, timestamp_ms = message.timestamp()
         try:
             self._producer.produce(
                 self._config.dlq_topic,
-                value=message.value(),
+                value=value,
                 key=message.key(),
                 headers=headers,
                 timestamp=timestamp_ms if timestamp_type != _TIMESTAMP_NOT_AVAILABLE else 0,
                 on_delivery=partial(self._on_dead_letter_ack, pending, letter, headers),
             )
         except (BufferError, KafkaException) as exc:
-            self._dead_letter_failed(pending, letter, headers, str(exc))
+            if _too_large(exc):
+                self._dead_letter_truncated(pending, letter, headers)
+            else:
+                self._dead_letter_failed(pending, letter, headers, str(exc))
+
+    def _dead_letter_truncated(self, pending: _Pending, letter: DeadLetter, headers: Headers) -> None:
+        """A value too large for the DLQ would wedge its partition forever: dead-letter its first bytes instead,
+        with its full size in a header; the context headers still say where the whole value is in its source."""
+        size = len(pending.message.value() or b"")
+        log.warning("a %d-byte value is too large for the dead-letter topic: dead-lettering its first bytes", size)
+        self._produce_dead_letter(pending, letter, [*headers, (TRUNCATED_HEADER, str(size).encode())])
 
     def _on_dead_letter_ack(
         self,
@@ -465,7 +481,10 @@ class Pipeline:
         _record: Message,
     ) -> None:
         if error is not None:
-            self._dead_letter_failed(pending, letter, headers, error.str())
+            if error.code() == KafkaError.MSG_SIZE_TOO_LARGE and all(name != TRUNCATED_HEADER for name, _ in headers):
+                self._dead_letter_truncated(pending, letter, headers)
+            else:
+                self._dead_letter_failed(pending, letter, headers, error.str())
             return
         self._metrics.dlq_write(True)
         if not self._dlq_backlog and "dlq_unavailable" in self._pauses:
@@ -482,22 +501,26 @@ class Pipeline:
         if "dlq_unavailable" not in self._pauses:
             log.error("cannot write to the dead-letter topic (%s): pausing, nothing is committed past it", why)
             self._set_pause("dlq_unavailable", True)
-        first = not self._dlq_backlog
         self._dlq_backlog.append((pending, letter, headers))
-        if first:
+        if not self._dlq_retrying:
+            self._dlq_retrying = True
             self._spawn(self._retry_dead_letters())
 
     async def _retry_dead_letters(self) -> None:
+        """One task re-sends the backlog with a doubling delay; failures during a round join the next round."""
         delay = _DLQ_RETRY_DELAY_S[0]
-        while self._dlq_backlog:
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _DLQ_RETRY_DELAY_S[1])
-            batch, self._dlq_backlog = self._dlq_backlog, deque()
-            for pending, letter, headers in batch:
-                if pending.partition.releasing:
-                    self._abandon(pending)
-                else:
-                    self._produce_dead_letter(pending, letter, headers)
+        try:
+            while self._dlq_backlog:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _DLQ_RETRY_DELAY_S[1])
+                batch, self._dlq_backlog = self._dlq_backlog, deque()
+                for pending, letter, headers in batch:
+                    if pending.partition.releasing:
+                        self._abandon(pending)
+                    else:
+                        self._produce_dead_letter(pending, letter, headers)
+        finally:
+            self._dlq_retrying = False
 
     def _trip_guard(self) -> None:
         cooldown = self._config.dlq_guard.cooldown_s
@@ -570,7 +593,9 @@ class Pipeline:
         elif load <= window // 2 and "backpressure" in self._pauses:
             self._set_pause("backpressure", False)
         want_paused = bool(self._pauses)
-        if want_paused == self._partitions_paused and not (want_paused and self._assignment_changed):
+        # An assignment change re-applies the state to every partition: librdkafka keeps a partition's pause flag
+        # across a revoke, so one handed back after a pause ended would otherwise never be fetched again.
+        if want_paused == self._partitions_paused and not self._assignment_changed:
             return
         self._assignment_changed = False
         try:
@@ -701,6 +726,10 @@ def consume_available(consumer: Consumer, batch_size: int, timeout_s: float) -> 
     if not first or batch_size == 1:
         return first
     return first + consumer.consume(batch_size - 1, 0)
+
+
+def _too_large(exc: BufferError | KafkaException) -> bool:
+    return isinstance(exc, KafkaException) and exc.args[0].code() == KafkaError.MSG_SIZE_TOO_LARGE
 
 
 def _describe(partitions: list[TopicPartition]) -> str:
