@@ -83,14 +83,6 @@ class TestScaleOutAndIn:
 
 class TestRebalanceWhilePaused:
     @pytest.mark.timeout(180)
-    @pytest.mark.xfail(
-        strict=True,
-        reason=(
-            "BUG: a partition revoked while the worker is paused comes back paused (librdkafka keeps the flag); "
-            "Pipeline._apply_pauses resumes only the current assignment and _on_assign never resumes, so the "
-            "partition is never fetched again"
-        ),
-    )
     def test_partitions_given_back_after_a_pause_ended_are_consumed_again(self, scenario: Scenario) -> None:
         """Revoked during a credentials pause and returned after it, partitions are consumed to their end."""
         ledger = scenario.produce(list(generate(600, MixSpec(invalid=0), seed=72)))
