@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass
 from functools import partial
@@ -280,38 +281,39 @@ class TestTenMegabyteValue:
         assert records[b"after"].reason == "decode_error"
 
     @pytest.mark.timeout(120)
-    @pytest.mark.xfail(
-        strict=True,
-        reason=(
-            "BUG: a value the DLQ producer can never write (MSG_SIZE_TOO_LARGE, default message.max.bytes 1 MB) "
-            "pauses the worker as dlq_unavailable forever and its partition never moves on"
-        ),
-    )
-    def test_a_value_too_large_for_the_dlq_does_not_wedge_the_worker(self, scenario: Scenario) -> None:
-        """With default DLQ limits the 10 MB record still ends in the DLQ somehow, and the record after it follows."""
-        topic, _ = self._produce_big(scenario)
+    def test_a_value_too_large_for_the_dlq_is_dead_lettered_truncated_and_the_partition_moves_on(
+        self, scenario: Scenario
+    ) -> None:
+        """With default DLQ limits the 10 MB record is dead-lettered cut short, its size in a header; the next follows."""
+        topic, value = self._produce_big(scenario)
         worker = scenario.start_worker(TOPICS=topic, ROUTES=f"{topic}=activity")
-        worker.wait_until(
-            lambda: {r.key for r in read_dead_letters(scenario.bootstrap_servers, scenario.dlq)} >= {b"big", b"after"},
-            25,
-            "both records to be dead-lettered",
-        )
+        worker.wait_until(lambda: scenario.dead_letter_count() >= 2, 60, "both records to be dead-lettered")
+        records = {record.key: record for record in read_dead_letters(scenario.bootstrap_servers, scenario.dlq)}
         assert not paused(worker, "dlq_unavailable")
+        assert worker.stop() == 0
+        big = records[b"big"]
+        assert big.reason == "decode_error"
+        assert big.headers["mics.dlq.value.truncated"] == str(len(value)).encode()
+        assert big.value is not None
+        assert 0 < len(big.value) < 1_000_000
+        assert value.startswith(big.value)
+        assert records[b"after"].reason == "decode_error"
+        assert "mics.dlq.value.truncated" not in records[b"after"].headers
 
-    @pytest.mark.timeout(60)
-    @pytest.mark.xfail(
-        strict=True,
-        reason=(
-            "BUG: a DLQ write failing synchronously inside Pipeline._retry_dead_letters re-spawns another retry "
-            "task each round (the backlog was swapped out, so _dead_letter_failed sees it empty): retries grow "
-            "exponentially instead of backing off"
-        ),
-    )
-    def test_a_dead_letter_that_keeps_failing_is_retried_with_backoff(self, scenario: Scenario) -> None:
-        """Over 10 s of a DLQ write that always fails, the 0.5 s-doubling backoff allows a handful of attempts."""
-        topic, _ = self._produce_big(scenario)
-        worker = scenario.start_worker(TOPICS=topic, ROUTES=f"{topic}=activity")
+
+@pytest.mark.integration
+class TestDeadLetterRetries:
+    @pytest.mark.timeout(90)
+    def test_dead_letters_that_keep_failing_are_retried_with_backoff_by_one_task(self, scenario: Scenario) -> None:
+        """With the DLQ missing and the producer queue full, refused writes are retried a bounded number of times."""
+        scenario.dlq = f"t-missing-{uuid.uuid4()}"  # never created; the test broker does not auto-create topics
+        invalid = [(f"bad-{index}".encode(), b"{", []) for index in range(20)]
+        produce_records(scenario.bootstrap_servers, scenario.activities, invalid)
+        worker = scenario.start_worker(KAFKA_QUEUE_BUFFERING_MAX_MESSAGES="1", KAFKA_MESSAGE_TIMEOUT_MS="60000")
+        worker.wait_until(lambda: worker.probe("/readyz") == 200, 30, "the worker to join its group")
         worker.wait_until(partial(paused, worker, "dlq_unavailable"), 30, "the dlq_unavailable pause")
-        time.sleep(10)
-        # 0.5 + 1 + 2 + 4 s: four rounds fit in 10 s; allow over ten times that.
-        assert worker.metric_sum("mics_worker_dlq_writes_total", result="error") <= 50
+        time.sleep(12)  # one record waits in the one-slot queue; every other write is refused at once, each round
+        errors = worker.metric_sum("mics_worker_dlq_writes_total", result="error")
+        # Rounds after 0.5, 1, 2, 4 and 8 s of backoff: five fit in 12 s, each refusing at most the 19 others.
+        assert errors <= 19 * 6 * 2
+        assert worker.is_running()
