@@ -30,7 +30,7 @@ from bench.backlog import ensure_backlog, measure_backlog
 from bench.ceilings import consume_ceiling, http_ceiling
 from bench.datasets import MIXES, Dataset, produce_dataset
 from bench.latency import LatencySink, measure_latency
-from bench.worker_run import LEAN_PROBE, WorkerRun, measure_worker
+from bench.worker_run import NULL_API, SWAPPED, WorkerRun, measure_worker
 from tests.support.kafka_broker import KafkaBroker
 from tests.support.sandbox_process import SandboxProcess
 from worker.mics.transport import BACKENDS, DEFAULT_BACKEND
@@ -48,7 +48,7 @@ _REPORTED_DISTRIBUTIONS = ("orjson", "aiohttp", "httpx", "uvloop", "jsonschema-r
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.smoke:
-        args.events, args.repeat, args.backends, args.processes = 2000, 1, [DEFAULT_BACKEND], [1]
+        args.events, args.repeat, args.backends, args.processes = 2000, 1, [DEFAULT_BACKEND, NULL_API], [1]
         args.latency_seconds, args.backlog = 3.0, 0
     say(f"benchmark: {args.events:,} events, backends {args.backends}, processes {args.processes}, x{args.repeat}")
     with _kafka() as (bootstrap_servers, kafka_version), SandboxProcess("--minimal") as sandbox:
@@ -73,9 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--events", type=int, default=DEFAULT_EVENTS, help=f"per stream (default {DEFAULT_EVENTS})")
     parser.add_argument(
         "--backends",
-        type=_csv((*BACKENDS, LEAN_PROBE)),
-        default=[*BACKENDS, LEAN_PROBE],
-        help=f"comma list (default: {', '.join(BACKENDS)} and {LEAN_PROBE}, the experiment of bench/lean_http.py)",
+        type=_csv((*BACKENDS, *SWAPPED)),
+        default=[*BACKENDS, *SWAPPED],
+        help=f"comma list (default: {', '.join((*BACKENDS, *SWAPPED))}; the last two are experiments, README.md)",
     )
     parser.add_argument("--processes", type=_csv(None, int), default=[1, 2], help="comma list (default 1,2)")
     parser.add_argument("--mixes", type=_csv(MIXES), default=list(MIXES), help="comma list (default: both)")
@@ -83,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--latency-seconds", type=float, default=10.0, help="paced phase length (default 10)")
     parser.add_argument("--backlog", type=int, default=0, metavar="N", help="also measure RSS facing N messages")
     parser.add_argument("--backlog-seconds", type=float, default=45.0, help="worker run time against the backlog")
-    parser.add_argument("--smoke", action="store_true", help="CI smoke run: 2,000 events, one backend, once")
+    parser.add_argument("--smoke", action="store_true", help="CI smoke run: 2,000 events, aiohttp and null, once")
     parser.add_argument("--output", type=Path, default=RESULTS, help="the Markdown file to update")
     parser.add_argument("--json", type=Path, help="also write every figure as JSON here")
     return parser
@@ -144,7 +144,7 @@ def _ceilings(
         for plan in (False, True):
             ceiling = consume_ceiling(bootstrap_servers, stream, plan=plan)
             results["ceilings"].append({**ceiling.as_dict(), "kind": "plan" if plan else "decode", "backend": None})
-        for backend in args.backends:
+        for backend in (b for b in args.backends if b != NULL_API):
             requests = args.events if backend != "httpx" else max(1000, args.events // HTTPX_SHARE)
             ceiling = http_ceiling(backend, sandbox.base_url, sandbox.token, requests, WORKER_CONCURRENCY)
             results["ceilings"].append({**ceiling.as_dict(), "kind": "http", "backend": backend})
@@ -153,7 +153,7 @@ def _ceilings(
 
 def _latency(args: argparse.Namespace, bootstrap_servers: str, results: Any) -> None:
     with LatencySink() as sink:
-        for backend in args.backends:
+        for backend in (b for b in args.backends if b != NULL_API):  # the null API never reaches the sink
             rates = [
                 r["events_per_s"]
                 for r in results["runs"]

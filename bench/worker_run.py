@@ -1,11 +1,12 @@
 """One measured run of the real worker (`python -m worker run`, a separate process) over a pre-produced dataset.
 
 Method, per run: a fresh consumer group reads the dataset from its first offset; the sandbox is reset and a
-fresh dead-letter topic created. The clock starts when the worker's metrics first show a consumed message and
-stops when the broker shows the group's commits covering every message ("first consume to last commit";
-commits go out with librdkafka's auto-commit, once a second, so up to a second of the tail is commit wait).
-The worker's CPU (user + system, all threads, all member processes) is read from /proc at both instants; start-up
-(imports, group join) is outside the window. Peak RSS is the kernel's high-water mark of each member.
+fresh dead-letter topic created. The clock starts at the last reading taken while the worker's metrics still showed
+nothing consumed (at most one 20 ms poll before the first consume) and stops when the broker shows the group's
+commits covering every message ("first consume to last commit"; librdkafka auto-commits every second, and the
+pipeline asks for a commit early once a quarter of its window is finished but uncommitted). The worker's CPU
+(user + system, all threads, all member processes) is read from /proc at both instants; start-up (imports, group
+join) is outside the window. Peak RSS is the kernel's high-water mark of each member.
 Then the ledger: the sandbox's counts by route, the DLQ's records by ledger id and reason, and the worker's own
 outcome counters must each account for every produced message, exactly once.
 """
@@ -29,10 +30,22 @@ from tests.support.ledger import read_dead_letters
 from tests.support.sandbox_process import SandboxProcess
 from tests.support.worker_process import WorkerProcess, worker_env
 
-__all__ = ["LEAN_PROBE", "LedgerCheck", "WorkerRun", "backend_settings", "measure_worker", "worker_urls"]
+__all__ = [
+    "LEAN_PROBE",
+    "NULL_API",
+    "SWAPPED",
+    "LedgerCheck",
+    "WorkerRun",
+    "backend_settings",
+    "measure_worker",
+    "worker_urls",
+]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-LEAN_PROBE = "lean"  # not a worker backend: the probe of bench/lean_http.py, swapped in for an experiment
+# Not worker backends: experiments that swap the transport of the real worker at start-up (bench/swap_site).
+LEAN_PROBE = "lean"  # the minimal HTTP/1.1 client of bench/lean_http.py
+NULL_API = "null"  # an instant canned answer, no I/O: what the worker's own work costs
+SWAPPED = (LEAN_PROBE, NULL_API)
 _FIRST_CONSUME_POLL_S = 0.02
 _COMMIT_POLL_S = 0.05
 _STARTUP_TIMEOUT_S = 90.0
@@ -91,7 +104,9 @@ class WorkerRun:
         return self.cpu_seconds / self.events * 1e6
 
     @property
-    def sandbox_cpu_us_per_request(self) -> float:
+    def sandbox_cpu_us_per_request(self) -> float | None:
+        if self.backend == NULL_API:
+            return None  # the null API sends nothing
         return self.sandbox_cpu_seconds / max(sum(self.ledger.delivered_at_api.values()), 1) * 1e6
 
     def as_dict(self) -> dict[str, object]:
@@ -112,11 +127,11 @@ def worker_urls(worker: WorkerProcess, processes: int) -> list[str]:
 
 
 def backend_settings(backend: str) -> dict[str, str]:
-    """Environment selecting `backend` for a worker process; `lean` runs the real worker with its transport
-    swapped for the probe at start-up (bench/lean_site/sitecustomize.py), as an experiment."""
-    if backend == LEAN_PROBE:
-        site = os.pathsep.join([str(REPO_ROOT / "bench" / "lean_site"), str(REPO_ROOT)])
-        return {"MICS_WORKER_HTTP_BACKEND": "aiohttp", "PYTHONPATH": site}
+    """Environment selecting `backend` for a worker process; `lean` and `null` run the real worker with its
+    transport swapped at start-up (bench/swap_site/sitecustomize.py), as experiments."""
+    if backend in SWAPPED:
+        site = os.pathsep.join([str(REPO_ROOT / "bench" / "swap_site"), str(REPO_ROOT)])
+        return {"MICS_WORKER_HTTP_BACKEND": "aiohttp", "PYTHONPATH": site, "BENCH_TRANSPORT": backend}
     return {"MICS_WORKER_HTTP_BACKEND": backend}
 
 
@@ -168,7 +183,7 @@ def measure_worker(
             exit_code = worker.stop()
     finally:
         watcher.close()
-    ledger = _settle(bootstrap_servers, sandbox, dataset, dlq_topic, samples)
+    ledger = _settle(bootstrap_servers, sandbox, dataset, dlq_topic, samples, api_in_process=backend == NULL_API)
     return WorkerRun(
         backend=backend,
         mix=dataset.name,
@@ -187,15 +202,23 @@ def measure_worker(
 
 
 def _wait_first_consume(worker: WorkerProcess, urls: list[str], pid: int) -> tuple[float, float]:
-    """Poll the members' metrics until one has consumed; return (monotonic time, worker CPU seconds) then."""
+    """Poll the members' metrics until one has consumed; return (monotonic time, worker CPU seconds) just before.
+
+    Each poll notes the time and CPU first, then scrapes; the reading returned is the one taken before the last
+    scrape that still showed nothing consumed, so the window surely starts before the first consume (at most one
+    poll early) and a worker that finishes a small stream between two polls is still measured whole.
+    """
     deadline = time.monotonic() + _STARTUP_TIMEOUT_S
+    before_last_empty: tuple[float, float] | None = None
     while time.monotonic() < deadline:
+        reading = time.monotonic(), procstat.cpu_seconds(procstat.process_tree(pid))
         try:
             consumed = total(scrape_all(urls), "mics_worker_messages_consumed_total")
         except httpx.HTTPError:
             consumed = 0.0  # not listening yet (or one member not yet)
         if consumed > 0:
-            return time.monotonic(), procstat.cpu_seconds(procstat.process_tree(pid))
+            return before_last_empty or reading
+        before_last_empty = reading
         if not worker.is_running():
             raise RuntimeError(f"the worker exited before consuming:\n{worker.stderr()[-3000:]}")
         time.sleep(_FIRST_CONSUME_POLL_S)
@@ -231,11 +254,25 @@ def steady_rate(progress: list[tuple[float, int]], count: int) -> float | None:
 
 
 def _settle(
-    bootstrap_servers: str, sandbox: SandboxProcess, dataset: Dataset, dlq_topic: str, samples: Samples
+    bootstrap_servers: str,
+    sandbox: SandboxProcess,
+    dataset: Dataset,
+    dlq_topic: str,
+    samples: Samples,
+    *,
+    api_in_process: bool,
 ) -> LedgerCheck:
-    stats = sandbox.stats()
-    delivered = {_STORED_KIND_TO_ROUTE[kind]: n for kind, n in stats["stored"].items() if n}
-    non_200 = sum(n for status, n in stats["responses"].items() if status != "200")
+    """Count each message where it ended; with the null API the deliveries are the worker's own counts."""
+    if api_in_process:
+        routes = dataset.expected_delivered()
+        counted = {
+            r: round(total(samples, "mics_worker_messages_outcome_total", route=r, outcome="delivered")) for r in routes
+        }
+        delivered, non_200 = {route: n for route, n in counted.items() if n}, 0
+    else:
+        stats = sandbox.stats()
+        delivered = {_STORED_KIND_TO_ROUTE[kind]: n for kind, n in stats["stored"].items() if n}
+        non_200 = sum(n for status, n in stats["responses"].items() if status != "200")
     expected = dataset.expected_dead_letters()
     found = Counter[str]()
     wrong = 0

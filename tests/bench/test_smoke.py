@@ -46,13 +46,16 @@ def smoke(kafka_broker: KafkaService, tmp_path_factory: pytest.TempPathFactory) 
 @pytest.mark.timeout(700)
 class TestSmokeRun:
     def test_every_worker_run_reports_every_figure(self, smoke: tuple[dict[str, Any], str]) -> None:
-        """Both mixes ran once, each with throughput, CPU per event, peak RSS and the sandbox's CPU, all positive."""
+        """Both mixes ran once with aiohttp and once with the null API, each with every figure positive."""
         results, _ = smoke
-        assert sorted(run["mix"] for run in results["runs"]) == ["activity", "mixed"]
+        runs = sorted((run["backend"], run["mix"]) for run in results["runs"])
+        assert runs == [("aiohttp", "activity"), ("aiohttp", "mixed"), ("null", "activity"), ("null", "mixed")]
         for run in results["runs"]:
             assert run["events"] == SMOKE_EVENTS
-            for figure in ("events_per_s", "cpu_us_per_event", "peak_rss_mib", "sandbox_cpu_us_per_request"):
+            for figure in ("events_per_s", "cpu_us_per_event", "peak_rss_mib"):
                 assert run[figure] > 0, figure
+            if run["backend"] != "null":  # the null API sends nothing to the sandbox
+                assert run["sandbox_cpu_us_per_request"] > 0
 
     def test_every_event_is_accounted_for(self, smoke: tuple[dict[str, Any], str]) -> None:
         """In each run the API's counts plus the dead letters make up every produced event, each as intended."""
@@ -81,5 +84,6 @@ class TestSmokeRun:
         _, markdown = smoke
         assert "<!-- bench:main -->" in markdown
         assert "<!-- /bench:main -->" in markdown
-        for heading in ("Versions:", "### End to end", "### Latency", "### Ceilings", "### Targets"):
+        for heading in ("Versions:", "### End to end", "### Latency", "### Ceilings", "### Where", "### Targets"):
             assert heading in markdown
+        assert "own work ≤ half the HTTP call's cost" in markdown  # the null API run makes the split measurable
