@@ -284,7 +284,7 @@ class TestTenMegabyteValue:
     def test_a_value_too_large_for_the_dlq_is_dead_lettered_truncated_and_the_partition_moves_on(
         self, scenario: Scenario
     ) -> None:
-        """With default DLQ limits the 10 MB record is dead-lettered cut short, its size in a header; the next follows."""
+        """With default DLQ limits the 10 MB record is dead-lettered cut short, size in a header; the next follows."""
         topic, value = self._produce_big(scenario)
         worker = scenario.start_worker(TOPICS=topic, ROUTES=f"{topic}=activity")
         worker.wait_until(lambda: scenario.dead_letter_count() >= 2, 60, "both records to be dead-lettered")
@@ -307,7 +307,9 @@ class TestDeadLetterRetries:
     def test_dead_letters_that_keep_failing_are_retried_with_backoff_by_one_task(self, scenario: Scenario) -> None:
         """With the DLQ missing and the producer queue full, refused writes are retried a bounded number of times."""
         scenario.dlq = f"t-missing-{uuid.uuid4()}"  # never created; the test broker does not auto-create topics
-        invalid = [(f"bad-{index}".encode(), b"{", []) for index in range(20)]
+        invalid: list[tuple[bytes | None, bytes | None, list[tuple[str, str | bytes | None]]]] = [
+            (f"bad-{index}".encode(), b"{", []) for index in range(20)
+        ]
         produce_records(scenario.bootstrap_servers, scenario.activities, invalid)
         worker = scenario.start_worker(KAFKA_QUEUE_BUFFERING_MAX_MESSAGES="1", KAFKA_MESSAGE_TIMEOUT_MS="60000")
         worker.wait_until(lambda: worker.probe("/readyz") == 200, 30, "the worker to join its group")
