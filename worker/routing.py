@@ -142,10 +142,17 @@ def _plan_envelope(  # noqa: PLR0911 - one early return per way an envelope can 
             datamart,
             codec.encode(body),
             selector=selector,
-            compartment_id=str(document["compartment_id"]),
-            user_account_id=str(document["user_account_id"]),
+            compartment_id=_id_text(document["compartment_id"]),
+            user_account_id=_id_text(document["user_account_id"]),
         )
-    return Job("choice", datamart, codec.encode(body), selector=selector, processing_id=str(document["processing_id"]))
+    return Job(
+        "choice", datamart, codec.encode(body), selector=selector, processing_id=_id_text(document["processing_id"])
+    )
+
+
+def _id_text(value: object) -> str:
+    """An id as its URL text: the schema accepts an integral float such as `1.0` as an integer, so it is one."""
+    return str(int(value)) if isinstance(value, float) else str(value)
 
 
 def _datamart(
@@ -158,7 +165,7 @@ def _datamart(
         if default_datamart_id is None:
             return Rejection("forbidden_datamart", "no datamart_id and no default datamart", "route", route)
         return default_datamart_id
-    datamart = str(named)
+    datamart = _id_text(named)
     if datamart not in allowed_datamarts:
         return Rejection("forbidden_datamart", "the datamart is not in the allowed list", "route", route)
     return datamart

@@ -265,14 +265,6 @@ class TestUrlsStayOnTarget:
 
 
 class TestDotSegments:
-    @pytest.mark.xfail(
-        strict=True,
-        reason=(
-            "BUG (hardening): a datamart id '.' or '..' is accepted in ALLOWED_DATAMARTS and becomes the whole "
-            "segment '%2E%2E', which WHATWG URL parsers (and proxies following them) resolve like '..'; "
-            "encode_segment's docstring says encoded dots can never act as dot-segments"
-        ),
-    )
     @pytest.mark.parametrize("datamart", [".", ".."])
     def test_a_dot_datamart_never_becomes_a_whole_path_segment(self, datamart: str) -> None:
         """A datamart id that is a dot-segment is refused when building its URL."""
@@ -285,13 +277,6 @@ class TestDotSegments:
 
 
 class TestNumbersInIds:
-    @pytest.mark.xfail(
-        strict=True,
-        reason=(
-            "BUG: an id written as an integral float (compartment_id 1.0) passes the schema (JSON Schema counts 1.0 "
-            "as an integer) and routing formats it with str(): the URL says compartment_id=1%2E0, not 1"
-        ),
-    )
     @pytest.mark.parametrize("value", [1.0, 1509.0, 1e3])
     def test_an_integral_float_id_is_refused_or_sent_as_the_integer(self, value: float) -> None:
         """An id written as an integral float is refused as schema_invalid or sent as the integer, never as "1.0"."""

@@ -37,6 +37,7 @@ USER_AGENT: Final = f"mics-event-worker/{__version__}"
 PROBE_SELECTOR: Final = UserPointUuid("00000000-0000-0000-0000-000000000000")
 PROBE_PROCESSING_ID: Final = "0"
 _DATAMART_CACHE_SIZE: Final = 1024
+_DOT_SEGMENTS: Final = frozenset({".", ".."})
 
 
 class UnsafeUrlError(ValueError):
@@ -88,6 +89,10 @@ class ApiPaths:
         except TypeError:  # an unhashable value (a list or an object from a message) is no id
             raise ValueError("a datamart id must be a non-empty string or a non-negative integer") from None
         if prefix is None:
+            if (
+                datamart_id in _DOT_SEGMENTS
+            ):  # a whole segment of dots, even encoded, is resolved like `..` by URL parsers
+                raise ValueError("a datamart id cannot be . or ..")
             prefix = self._prefix + encode_segment(datamart_id)
             if len(self._datamarts) < _DATAMART_CACHE_SIZE:
                 self._datamarts[key] = prefix
