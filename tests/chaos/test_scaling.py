@@ -4,9 +4,9 @@ The stream is live (produced at a steady rate the workers keep up with) while me
 (SIGTERM), so each rebalance drains the partitions it moves before committing them: no duplicate at all.
 
 A second test pins down a stall found while building this one: librdkafka keeps a partition's pause flag when the
-partition is revoked and later assigned back, and the worker resumes only the partitions it owns when a pause
-ends. A partition revoked while the worker was paused (for backpressure, credentials, ...) and given back after
-the pause ended is therefore never fetched again, silently, until some later pause/resume happens to include it.
+partition is revoked and later assigned back. A partition revoked while the worker was paused (for backpressure,
+credentials, ...) and given back after the pause ended was never fetched again, silently, until the worker learned
+to re-apply its pause state on every assignment change.
 """
 
 from __future__ import annotations
