@@ -209,16 +209,31 @@ class TestRawPathAtTheServer:
         """Hostile ids reach the server in exactly the encoded path built, and decode back to themselves."""
         paths = ApiPaths(sandbox.base_url)
         for index, nasty in enumerate(self.NASTY):
+            # A datamart is a whole segment, where "." and ".." are refused (below); other ids carry a prefix.
+            datamart = "dm" + nasty if nasty in (".", "..") else nasty
             selector = UserAccount(nasty, nasty + "!")
-            result = await client.put_profile(nasty, selector, nasty, nasty, PROFILE)
+            result = await client.put_profile(datamart, selector, nasty, nasty, PROFILE)
             assert result.kind is OutcomeKind.SUCCESS, (nasty, result)
             received = sandbox.requests()[-1]
-            expected = urlsplit(paths.profile(nasty, selector, nasty, nasty))
+            expected = urlsplit(paths.profile(datamart, selector, nasty, nasty))
             assert (received["raw_path"], received["query"]) == (expected.path, "")
             assert received["host"] == expected.netloc
             stored = sandbox.documents()["profiles"][index]
-            assert (stored["datamart_id"], stored["compartment_id"], stored["user_account_id"]) == (nasty,) * 3
+            assert (stored["datamart_id"], stored["compartment_id"], stored["user_account_id"]) == (
+                datamart,
+                nasty,
+                nasty,
+            )
             assert stored["user_point"] == {"compartment_id": nasty, "user_account_id": nasty + "!"}
+
+    async def test_a_dot_segment_datamart_is_refused_and_never_sent(
+        self, client: MicsClient, sandbox: SandboxProcess
+    ) -> None:
+        """A datamart id of "." or ".." is a permanent refusal made before any request leaves the client."""
+        for dots in (".", ".."):
+            result = await client.post_activity(dots, b"{}")
+            assert (result.kind, result.status, result.reason) == (OutcomeKind.PERMANENT, None, "invalid_path_value")
+        assert sandbox.requests() == []
 
     async def test_choice_path_arrives_as_built(self, client: MicsClient, sandbox: SandboxProcess) -> None:
         """A hostile processing id and a UUID selector reach the choice endpoint unaltered."""

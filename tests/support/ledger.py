@@ -153,8 +153,8 @@ def read_topic(bootstrap_servers: str, topic: str, timeout_s: float = 30.0) -> l
                 if message.error() is not None:
                     continue
                 records.append(message)
-                partition = message.partition()
-                if partition in remaining and message.offset() + 1 >= remaining[partition]:
+                partition, offset = message.partition(), message.offset()
+                if partition in remaining and offset is not None and offset + 1 >= remaining[partition]:
                     del remaining[partition]
         if remaining:
             raise TimeoutError(f"could not read {topic} to its end: {remaining}")
