@@ -41,7 +41,7 @@ from worker.offsets import PartitionOffsets
 from worker.routing import Job, Rejection, TopicRouter, plan_message
 from worker.validation import Validators
 
-__all__ = ["Pipeline", "RunSummary", "WorkerCrashed", "consume_available"]
+__all__ = ["Pipeline", "RunSummary", "WorkerCrashed", "consume_available", "send_job"]
 
 log = logging.getLogger(__name__)
 
@@ -352,10 +352,10 @@ class Pipeline:
             attempts += 1
             async with self._concurrency:
                 if route_limit is None:
-                    result = await self._call(job)
+                    result = await send_job(self._client, job)
                 else:
                     async with route_limit:
-                        result = await self._call(job)
+                        result = await send_job(self._client, job)
             self._metrics.http(route, result.status, result.elapsed_s)
             kind = result.kind
             if kind is OutcomeKind.SUCCESS:
@@ -375,20 +375,6 @@ class Pipeline:
                 return
             self._metrics.retry(route, result.reason)
             await asyncio.sleep(delay)
-
-    async def _call(self, job: Job) -> ApiResult:
-        client = self._client
-        if job.route == "activity":
-            return await client.post_activity(job.datamart_id, job.body)
-        assert job.selector is not None
-        if job.route == "profile":
-            assert job.compartment_id is not None
-            assert job.user_account_id is not None
-            return await client.put_profile(
-                job.datamart_id, job.selector, job.compartment_id, job.user_account_id, job.body
-            )
-        assert job.processing_id is not None
-        return await client.put_choice(job.datamart_id, job.selector, job.processing_id, job.body)
 
     def _credentials_rejected(self, result: ApiResult) -> None:
         if not self._credentials_ok.is_set():
@@ -700,6 +686,21 @@ class Pipeline:
         while True:
             self._producer.poll(0)
             await asyncio.sleep(0.01)
+
+
+async def send_job(client: MicsClient, job: Job) -> ApiResult:
+    """Make the one API call a planned message stands for."""
+    if job.route == "activity":
+        return await client.post_activity(job.datamart_id, job.body)
+    assert job.selector is not None
+    if job.route == "profile":
+        assert job.compartment_id is not None
+        assert job.user_account_id is not None
+        return await client.put_profile(
+            job.datamart_id, job.selector, job.compartment_id, job.user_account_id, job.body
+        )
+    assert job.processing_id is not None
+    return await client.put_choice(job.datamart_id, job.selector, job.processing_id, job.body)
 
 
 def _http_dead_letter(result: ApiResult, route: str, attempts: int, reason: str | None = None) -> DeadLetter:

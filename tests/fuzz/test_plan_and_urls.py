@@ -27,6 +27,7 @@ from worker.mics.client import ApiPaths, MicsClient
 from worker.mics.errors import OutcomeKind
 from worker.mics.selectors import EmailHash, UserAccount, UserAgentId, UserPointId, UserPointSelector, UserPointUuid
 from worker.mics.transport import RawResponse
+from worker.pipeline import send_job
 from worker.routing import Job, Rejection, plan_message
 from worker.validation import Validators
 
@@ -254,7 +255,7 @@ class TestUrlsStayOnTarget:
             return
         transport = RecordingTransport()
         client = MicsClient(transport, base, ApiToken("fuzz-token"))
-        result = asyncio.run(_send(client, outcome))
+        result = asyncio.run(send_job(client, outcome))
         assert result.kind is OutcomeKind.SUCCESS
         assert len(transport.sent) == 1
         method, url, body = transport.sent[0]
@@ -305,17 +306,3 @@ class RecordingTransport:
 
     async def aclose(self) -> None:
         return None
-
-
-async def _send(client: MicsClient, job: Job) -> Any:
-    if job.route == "activity":
-        return await client.post_activity(job.datamart_id, job.body)
-    assert job.selector is not None
-    if job.route == "profile":
-        assert job.compartment_id is not None
-        assert job.user_account_id is not None
-        return await client.put_profile(
-            job.datamart_id, job.selector, job.compartment_id, job.user_account_id, job.body
-        )
-    assert job.processing_id is not None
-    return await client.put_choice(job.datamart_id, job.selector, job.processing_id, job.body)
