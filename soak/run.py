@@ -231,6 +231,10 @@ class StreamProducer:
 # -- the run -------------------------------------------------------------------------------------------------------
 
 
+class DrainTimeout(RuntimeError):
+    """The worker did not commit every partition to its end in time after the stream stopped."""
+
+
 @dataclass
 class Sample:
     at_s: float
@@ -263,6 +267,7 @@ class Report:
     unknown: int = 0
     wrong_reason: int = 0
     drain_s: float = 0.0
+    drain_error: str | None = None
     stop_status: int | None = None
     sink_stats: dict[str, Any] = field(default_factory=dict)
     load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
@@ -383,7 +388,10 @@ def soak(
         _observe(report, watch, done=lambda: not stream.running)
         stream.join()
         drain_began = time.monotonic()
-        _observe(report, watch, done=lambda: _drained(probe), limit_s=300)
+        try:
+            _observe(report, watch, done=lambda: _drained(probe), limit_s=300)
+        except DrainTimeout as exc:
+            report.drain_error = str(exc)
         report.drain_s = time.monotonic() - drain_began
         report.retries_by_reason = _by_label(worker, "mics_worker_retries_total", "reason")
         report.stop_status = worker.stop(120)
@@ -430,7 +438,7 @@ def _observe(report: Report, watch: Watch, done: Callable[[], bool], limit_s: fl
     last_progress: dict[tuple[str, int], tuple[int, float]] = {}
     while not done():
         if limit_s is not None and time.monotonic() - started > limit_s:
-            raise RuntimeError(f"the worker did not drain within {limit_s:.0f} s")
+            raise DrainTimeout(f"the worker did not catch up within {limit_s:.0f} s of the stream's end")
         if not worker.is_running():
             raise RuntimeError("the worker exited during the soak:\n" + worker.stderr()[-4000:])
         now = time.monotonic()
@@ -523,6 +531,8 @@ def verdict(report: Report, args: argparse.Namespace) -> tuple[bool, list[str]]:
     flat = rss_flatness(report)
     if flat is None or flat[1] > flat[0] * (1 + RSS_TOLERANCE):
         problems.append("RSS is not flat")
+    if report.drain_error is not None:
+        problems.append(report.drain_error)
     if report.stop_status != 0:
         problems.append(f"the worker exited with {report.stop_status}")
     return not problems, problems
@@ -551,13 +561,14 @@ def render(report: Report, args: argparse.Namespace) -> str:
             if report.calibrated is not None
             else "- Rate given on the command line."
         ),
+        _bench_reference(report.rate),
         f"- Stream: **{report.rate:.0f} messages/s** for {report.minutes:g} min = {report.produced:,} messages "
         f"(`generate()` mix: ~70% activities, 15% profiles, 15% choices, 2% invalid of three kinds), "
         f"{args.partitions} + {args.partitions} partitions; the producer was at most {report.producer_behind_s:.1f} s "
         f"behind its schedule; {report.produce_failures} produce failures.",
         f"- Faults (one seeded draw per request): {_faults_text()}; plus a full outage (503 to everything) of "
         f"{OUTAGE_S:g} s every {OUTAGE_EVERY_S / 60:g} min.",
-        f"- Worker: defaults as deployed, except {', '.join(f'{k}={v}' for k, v in WORKER_SETTINGS.items())}.",
+        f"- Worker: one process, defaults except {_worker_settings_text()}.",
         "",
         "## Ledger",
         "",
@@ -572,8 +583,12 @@ def render(report: Report, args: argparse.Namespace) -> str:
         + (", ".join(f"{k} {v:.0f}" for k, v in sorted(report.retries_by_reason.items())) or "none")
         + f". The sink answered: {_responses_text(report.sink_stats)}.",
         "",
-        f"After the stream ended the worker caught up (every partition committed to its end) in "
-        f"{report.drain_s:.0f} s; SIGTERM then stopped it with status {report.stop_status}.",
+        (
+            f"After the stream ended the worker caught up (every partition committed to its end) in "
+            f"{report.drain_s:.0f} s; SIGTERM then stopped it with status {report.stop_status}."
+            if report.drain_error is None
+            else f"{report.drain_error.capitalize()}; SIGTERM then stopped it with status {report.stop_status}."
+        ),
         "",
         "## Memory (worker RSS from /proc, MiB)",
         "",
@@ -613,6 +628,20 @@ def render(report: Report, args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def _bench_reference(rate: float) -> str:
+    """The benchmark's figure for the same mix and setup (bench/RESULTS.md), when it has one, beside the soak's rate."""
+    results = REPO_ROOT / "bench" / "RESULTS.md"
+    text = results.read_text(encoding="utf-8") if results.exists() else ""
+    found = re.search(r"^\| aiohttp \| mixed \| 1 \| [\d,]+ \| ([\d,]+)", text, re.MULTILINE)
+    if found is None:
+        return "- No benchmark figure for the mixed stream in bench/RESULTS.md to compare with."
+    figure = float(found.group(1).replace(",", ""))
+    return (
+        f"- Benchmark (bench/RESULTS.md, mixed stream, aiohttp, 1 process, its latest run): {figure:,.0f} events/s; "
+        f"the soak's rate is {rate / figure:.0%} of it."
+    )
+
+
 def _pause_reasons(series: list[str]) -> str:
     """`mics_worker_paused{reason="x"}` keys → `x, y`, or `-`."""
     reasons = [match.group(1) for key in series if (match := re.search(r'reason="([^"]*)"', key))]
@@ -624,6 +653,18 @@ def _per_minute(samples: list[Sample]) -> list[Sample]:
     for sample in samples:
         chosen.setdefault(int(sample.at_s // 60), sample)
     return [chosen[minute] for minute in sorted(chosen)]
+
+
+def _worker_settings_text() -> str:
+    """The settings the soak's worker runs with beyond the essentials: the harness's own plus the soak's."""
+    harness = worker_env(
+        bootstrap_servers="", api_base_url="", api_token="", topics="", routes="", dlq_topic="", group_id=""
+    )
+    essentials = {"BOOTSTRAP_SERVERS", "API_BASE_URL", "API_TOKEN", "TOPICS", "ROUTES", "DLQ_TOPIC", "GROUP_ID"}
+    chosen = {name.removeprefix("MICS_WORKER_"): value for name, value in harness.items()}
+    chosen = {name: value for name, value in chosen.items() if name not in essentials}
+    chosen.update(WORKER_SETTINGS)
+    return ", ".join(f"{name}={value}" for name, value in sorted(chosen.items()))
 
 
 def _faults_text() -> str:
