@@ -70,12 +70,13 @@ def main() -> int:
             say(f"all {len(messages)} messages finished in {elapsed:.1f} s; worker stopped (exit {code}). Its summary:")
             print(worker.stdout().strip())
 
-        settlement = Ledger(messages).settle(sandbox, bootstrap, DLQ_TOPIC)
-        stored = sandbox.stats()["stored"]
+        ledger = Ledger(messages)
+        settlement = ledger.settle(sandbox, bootstrap, DLQ_TOPIC)
+        arrived = Counter(ledger.by_id[ledger_id].route for ledger_id in settlement.delivered.elements())
         dlq = Counter(record.reason for record in read_dead_letters(bootstrap, DLQ_TOPIC))
         say("ledger:")
         print(f"  produced       {len(messages)}")
-        print(f"  at the sandbox {sum(settlement.delivered.values())} ({_counts(stored)})")
+        print(f"  at the sandbox {sum(settlement.delivered.values())} ({_counts(arrived)})")
         print(f"  in the DLQ     {sum(dlq.values())} ({_counts(dlq)})")
         print(f"  missing        {len(settlement.missing)}")
         print(f"  duplicates     {settlement.duplicates}")
