@@ -76,7 +76,7 @@ class RunSummary:
 class _Partition:
     """One assigned partition's offsets and work; a new object each time the partition is assigned."""
 
-    __slots__ = ("committed", "offsets", "released", "releasing", "stored")
+    __slots__ = ("committed", "offsets", "released", "releasing", "stored", "taken_until")
 
     def __init__(self) -> None:
         self.offsets = PartitionOffsets()
@@ -84,13 +84,21 @@ class _Partition:
         self.released = False  # handed over: completions no longer move its offsets
         self.stored: int | None = None  # the offset last handed to librdkafka to commit
         self.committed: int | None = None  # the offset the group coordinator last confirmed (or where we started)
+        self.taken_until: int | None = None  # one past the last offset taken
 
     @property
     def finished_uncommitted(self) -> int:
-        """Finished messages a crash now would repeat: stored past the confirmed commit."""
+        """Finished messages stored past the confirmed commit: what a commit request would secure."""
         if self.stored is None or self.committed is None:
             return 0
         return max(0, self.stored - self.committed)
+
+    @property
+    def uncommitted(self) -> int:
+        """Messages a crash now would repeat: everything taken past the confirmed commit (gaps count, to be safe)."""
+        if self.taken_until is None or self.committed is None:
+            return 0
+        return max(0, self.taken_until - self.committed)
 
 
 class _Pending:
@@ -271,6 +279,7 @@ class Pipeline:
                 partition.committed = offset  # consumption starts at the committed position
             try:
                 partition.offsets.track(offset)
+                partition.taken_until = offset + 1
             except ValueError:
                 log.warning(
                     "skipping %s[%d]@%d: already taken (a redelivery after a seek)", topic, partition_id, offset
@@ -557,23 +566,24 @@ class Pipeline:
         self._metrics.set_paused(reason, paused)
         self._health.set_paused(reason, paused)
 
-    def _commit_if_behind(self) -> int:
-        """Ask for a commit (asynchronous) once a quarter of the window is finished but uncommitted, so a crash
-        repeats at most the window; auto-commit alone would let a second's worth of throughput pile up."""
-        uncommitted = sum(partition.finished_uncommitted for partition in self._partitions.values())
+    def _commit_if_behind(self) -> None:
+        """Ask for a commit (asynchronous) once a quarter of the window is finished but uncommitted, so the window
+        empties as work finishes; auto-commit alone would let a second's worth of throughput pile up."""
+        finished = sum(partition.finished_uncommitted for partition in self._partitions.values())
         now = time.monotonic()
-        if uncommitted >= max(1, self._config.max_in_flight // 4) and now - self._last_commit_request >= 0.05:
+        if finished >= max(1, self._config.max_in_flight // 4) and now - self._last_commit_request >= 0.05:
             self._last_commit_request = now
             try:
                 self._consumer.commit(asynchronous=True)
             except KafkaException as exc:
                 log.debug("commit request not sent: %s", exc)
-        return uncommitted
 
     def _apply_pauses(self) -> None:
-        """Backpressure counts every message a crash would repeat: taken and unfinished, or finished uncommitted."""
+        """Backpressure counts every message a crash would repeat: taken and not yet committed."""
         window = self._config.max_in_flight
-        self._load = load = self._in_flight + self._commit_if_behind()
+        self._commit_if_behind()
+        uncommitted = sum(partition.uncommitted for partition in self._partitions.values())
+        self._load = load = max(self._in_flight, uncommitted)
         if load >= window and "backpressure" not in self._pauses:
             self._set_pause("backpressure", True)
         elif load <= window // 2 and "backpressure" in self._pauses:
