@@ -19,7 +19,7 @@ import pytest
 
 from tests.chaos.scenario import Scenario, paused
 from tests.support.events import MixSpec, generate
-from tests.support.ledger import read_dead_letters
+from tests.support.ledger import Ledger, read_dead_letters
 from worker.config import ConfigError, WorkerConfig
 from worker.mics.auth import ApiToken
 from worker.mics.client import MicsClient
@@ -44,7 +44,8 @@ class TestTokenNeverLeaksFromARun:
     def test_the_token_is_absent_from_logs_metrics_probes_and_dead_letters(self, scenario: Scenario) -> None:
         """Through DEBUG logs, dead letters, retries and a revoked-then-restored token, the secret never shows."""
         scenario.sandbox.set_token(TOKEN)
-        ledger = scenario.produce(list(generate(300, MixSpec(invalid=0.1), seed=91)))
+        messages = list(generate(300, MixSpec(invalid=0.1), seed=91))
+        scenario.produce(messages[:150])
         scenario.sandbox.set_faults(p503=0.1, latency_ms=2)
         worker = scenario.start_worker(
             LOG_LEVEL="DEBUG",
@@ -55,6 +56,9 @@ class TestTokenNeverLeaksFromARun:
         )
         worker.wait_until(lambda: scenario.delivered_count() >= 50, 60, "the stream to flow")
         scenario.sandbox.set_token(f"rotated-{uuid.uuid4().hex}")
+        # Produced after the rotation, so requests meet the revoked token however fast the first half went.
+        scenario.produce(messages[150:])
+        ledger = Ledger(messages)
         worker.wait_until(lambda: paused(worker, "credentials"), 30, "the credentials pause")
         surfaces = {"/readyz while paused": httpx.get(worker.url + "/readyz", timeout=5).text}
         scenario.sandbox.set_token(TOKEN)
