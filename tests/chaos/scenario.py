@@ -17,13 +17,23 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from tests.support.events import SampleMessage
+from tests.support.events import SampleMessage, ledger_id_of
 from tests.support.kafka_broker import create_topic
 from tests.support.ledger import Ledger, Settlement, read_dead_letters
 from tests.support.sandbox_process import SandboxProcess
 from tests.support.worker_process import WorkerProcess, worker_env
 
-__all__ = ["OUTCOMES", "PacedProducer", "Produced", "Scenario", "committed_offsets", "eventually", "produce_records"]
+__all__ = [
+    "ARRIVAL_KINDS",
+    "OUTCOMES",
+    "ArrivalMark",
+    "PacedProducer",
+    "Produced",
+    "Scenario",
+    "committed_offsets",
+    "eventually",
+    "produce_records",
+]
 
 OUTCOMES = "mics_worker_messages_outcome_total"
 PAUSED = "mics_worker_paused"
@@ -35,6 +45,16 @@ FAST_GROUP = {"KAFKA_SESSION_TIMEOUT_MS": "6000", "KAFKA_HEARTBEAT_INTERVAL_MS":
 
 
 Headers = list[tuple[str, str | bytes | None]]
+
+ARRIVAL_KINDS = ("activities", "profiles", "choices")
+
+
+@dataclass(frozen=True, slots=True)
+class ArrivalMark:
+    """How many writes of each kind the sandbox had, and how many records the DLQ had, at one moment."""
+
+    delivered: dict[str, int]
+    dead_lettered: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,16 +220,39 @@ class Scenario:
             ).items()
         }
 
-    def arrived_uncommitted(self, ledger: Ledger) -> int:
-        """Ids that arrived (delivered or dead-lettered) at or beyond their partition's committed offset.
+    def arrival_mark(self) -> ArrivalMark:
+        """Where the arrival records end now (the sandbox keeps writes in arrival order; the DLQ is one partition)."""
+        documents = self.sandbox.documents()
+        return ArrivalMark(
+            delivered={kind: len(documents.get(kind, [])) for kind in ARRIVAL_KINDS},
+            dead_lettered=len(read_dead_letters(self.bootstrap_servers, self.dlq)),
+        )
 
-        With no worker running this is exactly what the next member will process a second time.
+    def arrived_since(self, mark: ArrivalMark) -> set[str]:
+        """Ledger ids that arrived (delivered or dead-lettered) after `mark`, however often they arrived before."""
+        documents = self.sandbox.documents()
+        arrived = {
+            ledger_id_of(stored.get("body"))
+            for kind in ARRIVAL_KINDS
+            for stored in documents.get(kind, [])[mark.delivered.get(kind, 0) :]
+        }
+        arrived.update(
+            record.ledger_id for record in read_dead_letters(self.bootstrap_servers, self.dlq)[mark.dead_lettered :]
+        )
+        return {ledger_id for ledger_id in arrived if ledger_id is not None and ledger_id in self.positions}
+
+    def arrived_uncommitted(self, since: ArrivalMark) -> int:
+        """Ids that arrived after `since` at or beyond their partition's committed offset.
+
+        Taken with `since` marking a worker's start and no worker running, this is exactly what that worker leaves
+        to be processed a second time. Arrivals from earlier members are not its doing: a partition the killed
+        worker never reached may still hold an earlier crash's leftovers, which that earlier crash already counted.
         """
-        settlement = self.settle(ledger)
         committed = self.committed()
-        arrived = set(settlement.delivered) | set(settlement.dead_lettered)
         return sum(
-            1 for ledger_id in arrived if self.positions[ledger_id][2] >= committed[self.positions[ledger_id][:2]]
+            1
+            for ledger_id in self.arrived_since(since)
+            if self.positions[ledger_id][2] >= committed[self.positions[ledger_id][:2]]
         )
 
     def settle(self, ledger: Ledger) -> Settlement:
@@ -235,7 +278,7 @@ class Scenario:
     def delivered_count(self) -> int:
         """Writes the sandbox accepted so far (duplicates included)."""
         documents = self.sandbox.documents()
-        return sum(len(documents.get(kind, [])) for kind in ("activities", "profiles", "choices"))
+        return sum(len(documents.get(kind, [])) for kind in ARRIVAL_KINDS)
 
     def delivered_at_least(self, count: int) -> bool:
         return self.delivered_count() >= count
