@@ -14,6 +14,7 @@ from worker import __version__
 __all__ = [
     "CONNECT_PREFIX",
     "MICS_PREFIX",
+    "TRUNCATED_HEADER",
     "DeadLetter",
     "context_headers",
     "is_context_header",
@@ -21,6 +22,8 @@ __all__ = [
 
 CONNECT_PREFIX = "__connect.errors."
 MICS_PREFIX = "mics.dlq."
+TRUNCATED_HEADER = MICS_PREFIX + "value.truncated"
+"""Set (to the full size) when only the first bytes of a value too large for the DLQ were dead-lettered."""
 _MAX_MESSAGE_CHARS = 1000
 
 # Connect records a Java exception class; the worker records the failure kind under a stable class-like name.

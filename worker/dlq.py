@@ -13,7 +13,8 @@ instance a replayed message that fails again) wait for the next run instead of l
 A replayed record keeps its key, value and headers, loses the dead-letter context headers, and carries
 ``mics.replay.count`` (1 on its first replay). Sent back to its original topic, it goes to its original partition
 (so it keeps its place among the same key's messages); elsewhere its key decides. A record already replayed
-``max_replays`` times is refused.
+``max_replays`` times is refused, and so is one whose value was truncated on its way to the DLQ (only its first
+bytes are there: replaying them would send a broken message; the context headers say where the whole one is).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import IO, Any, Final, Literal
 
 from worker import __version__, codec
 from worker.config import ENV_PREFIX, KAFKA_PREFIX, ConfigError, WorkerConfig
-from worker.deadletter import CONNECT_PREFIX, MICS_PREFIX, is_context_header
+from worker.deadletter import CONNECT_PREFIX, MICS_PREFIX, TRUNCATED_HEADER, is_context_header
 from worker.kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 __all__ = [
@@ -300,6 +301,14 @@ class DeadLetterRecord:
         return self.timestamp_ms if at is None else at
 
     @property
+    def truncated_from_bytes(self) -> int | None:
+        """The original value's size when the DLQ holds only its first bytes, else None."""
+        if TRUNCATED_HEADER not in self.context:
+            return None
+        size = _integer(self.context[TRUNCATED_HEADER])
+        return -1 if size is None else size
+
+    @property
     def replay_count(self) -> int:
         """Times replayed so far; a missing or malformed header counts as 0 (the next replay writes a good one)."""
         for name, value in reversed(self.headers):
@@ -521,6 +530,7 @@ class ReplayReport:
     refused: int = 0  # already replayed max_replays times
     failed: int = 0  # produced but not acknowledged (the replay stopped; their batch was not committed)
     no_destination: int = 0  # no --to and no original-topic header
+    truncated: int = 0  # only the value's first bytes are in the DLQ
 
     @property
     def replayed_total(self) -> int:
@@ -599,6 +609,9 @@ class _ReplayBatch:
         if record.replay_count >= self._options.max_replays:
             report.refused += 1
             return
+        if record.truncated_from_bytes is not None:
+            report.truncated += 1
+            return
         partitions = self._partition_count(destination)
         if self._producer is not None:
             # Back where it came from keeps its place among the same key's messages; elsewhere the key decides.
@@ -670,6 +683,10 @@ def format_replay(report: ReplayReport) -> str:
         lines.append(f"failed to produce (not committed, replayed again next run): {report.failed}")
     if report.no_destination:
         lines.append(f"skipped, no original topic recorded (use --to): {report.no_destination}")
+    if report.truncated:
+        lines.append(
+            f"refused, value truncated in the DLQ (replay it from its source position headers): {report.truncated}"
+        )
     if report.dry_run:
         lines.append("dry run: nothing produced, nothing committed")
     return "\n".join(lines)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from worker.config import WorkerConfig
-from worker.deadletter import MICS_PREFIX, DeadLetter, context_headers
+from worker.deadletter import TRUNCATED_HEADER, DeadLetter, context_headers
 from worker.guard import DeadLetterRateGuard
 from worker.health import Health
 from worker.kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition, subscription
@@ -48,7 +48,6 @@ log = logging.getLogger(__name__)
 _TIMESTAMP_NOT_AVAILABLE = 0
 _POLL_TIMEOUT_S = 0.1
 _DLQ_RETRY_DELAY_S = (0.5, 30.0)
-TRUNCATED_HEADER = MICS_PREFIX + "value.truncated"
 _TRUNCATED_VALUE_BYTES = 1024
 HALTING_PAUSES = frozenset({"credentials", "dlq_unavailable", "dlq_rate"})
 

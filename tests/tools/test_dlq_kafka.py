@@ -11,8 +11,17 @@ from confluent_kafka.admin import AdminClient
 from tests.fixtures.kafka import KafkaService
 from tests.tools.kafka_helpers import Record, commit, committed, dead_letter_headers, produce, read_all
 from worker.cli import main
-from worker.deadletter import DeadLetter
-from worker.dlq import REPLAY_COUNT_HEADER, DlqError, DlqSettings, ReplayOptions, Selection, inspect, replay
+from worker.deadletter import TRUNCATED_HEADER, DeadLetter
+from worker.dlq import (
+    REPLAY_COUNT_HEADER,
+    DlqError,
+    DlqSettings,
+    ReplayOptions,
+    Selection,
+    format_replay,
+    inspect,
+    replay,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -154,6 +163,32 @@ class TestReplay:
         report = replay(settings_for(kafka_broker, topic, group_id), ReplayOptions(max_replays=1))
         assert (report.refused, report.replayed) == (1, {events: 4})
         assert read_all(kafka_broker.bootstrap_servers, profiles) == []
+
+    def test_a_record_truncated_on_its_way_to_the_dlq_is_refused(
+        self, kafka_broker: KafkaService, topic_factory: Callable[..., str], group_id: str
+    ) -> None:
+        """Only the first bytes of a too-large value are in the DLQ: replaying them would send a broken message, so
+        the record is counted as refused (and the replay moves past it) while the whole one beside it is replayed."""
+        dlq, events = topic_factory(), topic_factory()
+        truncated_headers = [*dead_letter_headers(HTTP_503, source=(events, 0, 7)), (TRUNCATED_HEADER, b"2000000")]
+        produce(
+            kafka_broker.bootstrap_servers,
+            dlq,
+            [
+                Record(b'{"big": "aaaa', key=b"user-big", headers=truncated_headers, partition=0),
+                Record(
+                    b'{"n": 1}',
+                    key=b"user-1",
+                    headers=dead_letter_headers(HTTP_503, source=(events, 0, 8)),
+                    partition=0,
+                ),
+            ],
+        )
+        report = replay(settings_for(kafka_broker, dlq, group_id))
+        assert (report.read, report.truncated, report.replayed) == (2, 1, {events: 1})
+        assert [m.value() for m in read_all(kafka_broker.bootstrap_servers, events)] == [b'{"n": 1}']
+        assert "refused, value truncated in the DLQ" in format_replay(report)
+        assert committed(kafka_broker.bootstrap_servers, f"{group_id}-dlq-replay", dlq, 1) == [2]
 
     def test_to_sends_everything_to_one_topic(
         self,
