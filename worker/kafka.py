@@ -16,6 +16,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from worker import __version__
 from worker.config import WorkerConfig
+from worker.logs import RepeatFilter
 
 __all__ = [
     "Consumer",
@@ -32,6 +33,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+# While a broker is down librdkafka reports every failed reconnect, dozens a second per client: one a kind per 30 s.
+log.addFilter(RepeatFilter(interval_s=30.0))
 
 # The at-least-once guarantee depends on these; user overrides of them are refused at start-up.
 _PINNED_CONSUMER = {"enable.auto.offset.store": False}

@@ -9,10 +9,11 @@ should never reach a log call in the first place, and this is the net under that
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final, Literal, TextIO
 
 import orjson
@@ -132,6 +133,41 @@ class MaskingFormatter(logging.Formatter):
         except Exception:  # logging's own error path would print the raw arguments, unmasked
             line = f"unformattable log record from {record.name}: {record.msg!s}"
         return self.secrets.mask(line)
+
+
+class RepeatFilter(logging.Filter):
+    """Lets one line of each kind through per interval and counts the rest in the next one that passes.
+
+    Why: a client retrying a dead broker every few milliseconds writes the same line dozens of times a second, which
+    buries everything else in an incident. Lines are alike when they differ only in elapsed times ("after 0ms").
+    Safe to share between threads (librdkafka's callbacks and the event loop both log).
+    """
+
+    _ELAPSED = re.compile(r"\b\d+ ?ms\b")
+
+    def __init__(self, interval_s: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.interval_s = interval_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last: dict[tuple[int, str], tuple[float, int]] = {}  # kind -> (when it last passed, suppressed since)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        kind = (record.levelno, self._ELAPSED.sub("?ms", message))
+        now = self._clock()
+        with self._lock:
+            passed_at, suppressed = self._last.get(kind, (None, 0))
+            if passed_at is not None and now - passed_at < self.interval_s:
+                self._last[kind] = (passed_at, suppressed + 1)
+                return False
+            self._last[kind] = (now, 0)
+            if len(self._last) > 1000:  # a flood of distinct lines: forget the old kinds rather than grow
+                self._last = {kind: (now, 0)}
+        if suppressed:
+            record.msg = f"{message} ({suppressed} more like this in the last {self.interval_s:g} s were not logged)"
+            record.args = None
+        return True
 
 
 _HANDLER_NAME: Final = "mics-worker"
