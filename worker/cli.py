@@ -145,8 +145,8 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _dry_run(args: argparse.Namespace) -> int:
-    from worker.dlq import DlqError  # noqa: PLC0415 - keep `check` free of heavy imports
-    from worker.dryrun import config_for_dry_run, dry_run, format_dry_run  # noqa: PLC0415
+    from worker.dryrun import config_for_dry_run, dry_run, format_dry_run  # noqa: PLC0415 - keep `check` light
+    from worker.snapshot import SnapshotError  # noqa: PLC0415
 
     try:
         config = config_for_dry_run(os.environ)
@@ -155,7 +155,7 @@ def _dry_run(args: argparse.Namespace) -> int:
         return 2
     try:
         report = dry_run(config, group=args.group)
-    except DlqError as exc:
+    except SnapshotError as exc:
         sys.stderr.write(f"mics-worker run --dry-run: {exc}\n")
         return 1
     sys.stdout.write(format_dry_run(report) + "\n")

@@ -1,7 +1,8 @@
 """`mics-worker dlq inspect` and `dlq replay`: look at the dead-letter topic without disturbing it, put records back.
 
-Both read a snapshot: the high watermarks captured at start bound the read, so records dead-lettered meanwhile (for
-instance a replayed message that fails again) wait for the next run instead of looping within this one.
+Both read a snapshot (`worker.snapshot`): the high watermarks captured at start bound the read, so records
+dead-lettered meanwhile (for instance a replayed message that fails again) wait for the next run instead of looping
+within this one.
 
 - inspect assigns the partitions itself under a throwaway group id, with auto-commit off, and never commits.
 - replay reads in its own consumer group (default ``<group>-dlq-replay``) from that group's committed position, and
@@ -27,7 +28,7 @@ import re
 import sys
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any, Final, Literal
@@ -36,6 +37,7 @@ from worker import __version__, codec
 from worker.config import ENV_PREFIX, KAFKA_PREFIX, ConfigError, WorkerConfig
 from worker.deadletter import CONNECT_PREFIX, MICS_PREFIX, TRUNCATED_HEADER, is_context_header
 from worker.kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from worker.snapshot import SnapshotError, SnapshotReader
 
 __all__ = [
     "REPLAY_COUNT_HEADER",
@@ -46,7 +48,6 @@ __all__ = [
     "ReplayOptions",
     "ReplayReport",
     "Selection",
-    "SnapshotReader",
     "format_inspect",
     "format_replay",
     "inspect",
@@ -149,97 +150,6 @@ class DlqSettings:
 
 def _role_properties(properties: Mapping[str, str], skip: tuple[str, ...]) -> dict[str, str]:
     return {key: value for key, value in properties.items() if not key.startswith(skip)}
-
-
-# -- reading a snapshot --------------------------------------------------------------------------------------------
-
-
-class SnapshotReader:
-    """Reads topics from a start position up to the high watermarks captured when it is built, then stops.
-
-    `start="beginning"` reads everything retained; `start="committed"` resumes from the consumer group's committed
-    offsets (the beginning where there are none). A partition is done when its last record below the captured
-    watermark is read, or when librdkafka reports its end (offsets may have gaps: compaction, transaction markers).
-    """
-
-    def __init__(
-        self,
-        consumer: Consumer,
-        topics: Sequence[str],
-        *,
-        start: Literal["beginning", "committed"],
-        timeout_s: float = 30.0,
-    ) -> None:
-        self._consumer = consumer
-        self._timeout_s = timeout_s
-        partitions = [TopicPartition(topic, p) for topic in topics for p in self._partition_ids(topic)]
-        self.ends: dict[tuple[str, int], int] = {}
-        self.starts: dict[tuple[str, int], int] = {}
-        committed = self._committed(partitions) if start == "committed" else {}
-        for tp in partitions:
-            low, high = consumer.get_watermark_offsets(tp, timeout=timeout_s, cached=False)
-            key = (tp.topic, tp.partition)
-            self.ends[key] = high
-            self.starts[key] = max(low, committed.get(key, low))
-        self._open = {key for key, begin in self.starts.items() if begin < self.ends[key]}
-        consumer.assign([TopicPartition(topic, p, self.starts[(topic, p)]) for topic, p in sorted(self._open)])
-
-    @property
-    def total(self) -> int:
-        """How many offsets lie between the start positions and the captured watermarks (an upper bound)."""
-        return sum(max(0, self.ends[key] - begin) for key, begin in self.starts.items())
-
-    def batches(self, batch_size: int = 500) -> Iterator[list[Message]]:
-        """Yield the records below the captured watermarks in batches, in offset order per partition."""
-        idle_s = 0.0
-        poll_s = 0.5
-        while self._open:
-            messages = self._consumer.consume(num_messages=batch_size, timeout=poll_s)
-            batch = [message for message in messages if self._keep(message)]
-            idle_s = 0.0 if messages else idle_s + poll_s
-            if idle_s >= self._timeout_s:
-                waiting = ", ".join(f"{topic}[{p}]" for topic, p in sorted(self._open))
-                raise DlqError(f"no progress for {self._timeout_s:.0f} s while reading {waiting}")
-            if batch:
-                yield batch
-
-    def _keep(self, message: Message) -> bool:
-        """Whether to hand the message on; also closes partitions that reached their captured end."""
-        error = message.error()
-        topic, partition = message.topic() or "", message.partition()
-        key = (topic, -1 if partition is None else partition)
-        if error is not None:
-            if error.code() == KafkaError._PARTITION_EOF:
-                self._open.discard(key)
-            elif error.fatal():
-                raise DlqError(f"Kafka error: {error.str()}")
-            else:
-                log.warning("Kafka error while reading: %s", error.str())
-            return False
-        offset = message.offset()
-        end = self.ends.get(key)
-        if offset is None or end is None or key not in self._open or offset >= end:
-            return False
-        if offset + 1 >= end:
-            self._open.discard(key)
-        return True
-
-    def _partition_ids(self, topic: str) -> list[int]:
-        try:
-            metadata = self._consumer.list_topics(topic, timeout=self._timeout_s)
-        except KafkaException as exc:
-            raise DlqError(f"cannot read the metadata of topic {topic!r}: {exc}") from exc
-        found = metadata.topics.get(topic)
-        if found is None or found.error is not None:
-            raise DlqError(f"topic {topic!r} does not exist")
-        return sorted(found.partitions)
-
-    def _committed(self, partitions: list[TopicPartition]) -> dict[tuple[str, int], int]:
-        try:
-            committed = self._consumer.committed(partitions, timeout=self._timeout_s)
-        except KafkaException as exc:
-            raise DlqError(f"cannot read the committed offsets: {exc}") from exc
-        return {(tp.topic, tp.partition): tp.offset for tp in committed if tp.offset >= 0}
 
 
 # -- one dead-letter record ----------------------------------------------------------------------------------------
@@ -428,6 +338,8 @@ def inspect(
                 report.by_http_status[record.http_status or "none"] += 1
                 if len(report.shown) < show:
                     report.shown.append(record)
+    except SnapshotError as exc:
+        raise DlqError(str(exc)) from exc
     finally:
         consumer.close()
     return report
@@ -562,6 +474,10 @@ def replay(
     except DlqError as exc:
         exc.report = report
         raise
+    except SnapshotError as exc:
+        stopped = DlqError(str(exc))
+        stopped.report = report
+        raise stopped from exc
     finally:
         if producer is not None:
             producer.flush(options.timeout_s)

@@ -19,9 +19,10 @@ from functools import partial
 from typing import Any
 
 from worker.config import ENV_PREFIX, WorkerConfig
-from worker.dlq import SnapshotReader, printable
+from worker.dlq import printable
 from worker.kafka import Consumer, consumer_settings
 from worker.routing import Rejection, TopicRouter, plan_message
+from worker.snapshot import SnapshotReader
 from worker.validation import Validators
 
 __all__ = ["DryRunReport", "RejectedExample", "config_for_dry_run", "dry_run", "format_dry_run"]
