@@ -139,11 +139,12 @@ class RepeatFilter(logging.Filter):
     """Lets one line of each kind through per interval and counts the rest in the next one that passes.
 
     Why: a client retrying a dead broker every few milliseconds writes the same line dozens of times a second, which
-    buries everything else in an incident. Lines are alike when they differ only in elapsed times ("after 0ms").
+    buries everything else in an incident. Lines are alike when they differ only in elapsed times ("after 0ms") or in
+    librdkafka's own count of lines it held back ("3 identical error(s) suppressed").
     Safe to share between threads (librdkafka's callbacks and the event loop both log).
     """
 
-    _ELAPSED = re.compile(r"\b\d+ ?ms\b")
+    _COUNTS = re.compile(r"\b\d+ ?(?=ms\b)|\b\d+(?= identical error)")
 
     def __init__(self, interval_s: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
@@ -154,7 +155,7 @@ class RepeatFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        kind = (record.levelno, self._ELAPSED.sub("?ms", message))
+        kind = (record.levelno, self._COUNTS.sub("#", message))
         now = self._clock()
         with self._lock:
             passed_at, suppressed = self._last.get(kind, (None, 0))

@@ -72,6 +72,10 @@ class TestRepeatFilter:
         assert not repeats.filter(record("refused (after 1ms in state CONNECT)"))
         assert not repeats.filter(record("refused (after 12 ms in state CONNECT)"))
 
+    def test_lines_differing_only_in_librdkafkas_suppressed_count_are_alike(self, repeats: RepeatFilter) -> None:
+        assert repeats.filter(record("refused (after 0ms in state CONNECT, 3 identical error(s) suppressed)"))
+        assert not repeats.filter(record("refused (after 2ms in state CONNECT, 41 identical error(s) suppressed)"))
+
     @pytest.mark.parametrize(
         "other",
         [
