@@ -4,20 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.clock import FakeClock
 from worker.health import Health
-
-
-class FakeClock:
-    """Monotonic seconds that move only when a test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

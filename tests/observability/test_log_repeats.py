@@ -7,19 +7,10 @@ import time
 
 import pytest
 
+from tests.support.clock import FakeClock
 from tests.support.kafka_broker import free_port
 from tests.support.worker_process import WorkerProcess, worker_env
 from worker.logs import RepeatFilter
-
-
-class FakeClock:
-    """Monotonic seconds that move only when a test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def record(message: str, *args: object, level: int = logging.WARNING) -> logging.LogRecord:

@@ -4,17 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.clock import FakeClock
 from worker.sandbox.faults import Fault, FaultInjector, FaultSettings, FaultSettingsError
-
-
-class FakeClock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class TestFaultSettings:
