@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.chaos.scenario import Scenario
 from tests.fixtures.kafka import KafkaService
 from tests.support.sandbox_process import SandboxProcess
+from tests.support.scenario import Scenario
 
 
 @pytest.fixture

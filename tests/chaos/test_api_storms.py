@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.chaos.scenario import RETRIES, Scenario, eventually
 from tests.support.events import MixSpec, generate
 from tests.support.ledger import Ledger, read_dead_letters
+from tests.support.scenario import RETRIES, Scenario, eventually
 from worker.retry import RetryPolicy
 
 pytestmark = [pytest.mark.integration]

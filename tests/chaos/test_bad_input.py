@@ -21,9 +21,9 @@ from urllib.parse import unquote, urlsplit
 import orjson
 import pytest
 
-from tests.chaos.scenario import Scenario, paused, produce_records
 from tests.support.ledger import DeadLetterRecord, read_dead_letters
 from tests.support.sandbox_process import SandboxProcess
+from tests.support.scenario import Scenario, paused, produce_records
 from tests.support.worker_process import WorkerProcess
 from worker.config import RouteMode
 from worker.routing import Job, Rejection, plan_message

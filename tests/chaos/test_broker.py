@@ -12,12 +12,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.chaos.scenario import Scenario
 from tests.fixtures.kafka import KafkaService
 from tests.support.events import MixSpec, generate
 from tests.support.kafka_broker import KafkaBroker
 from tests.support.ledger import Ledger
 from tests.support.sandbox_process import SandboxProcess
+from tests.support.scenario import Scenario
 
 pytestmark = [pytest.mark.integration]
 

@@ -18,8 +18,8 @@ from functools import partial
 
 import pytest
 
-from tests.chaos.scenario import FAST_GROUP, Scenario
 from tests.support.events import MixSpec, generate
+from tests.support.scenario import FAST_GROUP, Scenario
 
 pytestmark = [pytest.mark.integration]
 

@@ -18,11 +18,11 @@ from functools import partial
 import pytest
 from confluent_kafka import Consumer
 
-from tests.chaos.scenario import OUTCOMES, PacedProducer, Scenario, paused
 from tests.fixtures.kafka import KafkaService
 from tests.support.events import MixSpec, generate
 from tests.support.ledger import Ledger
 from tests.support.sandbox_process import SandboxProcess
+from tests.support.scenario import OUTCOMES, PacedProducer, Scenario, paused
 from tests.support.worker_process import WorkerProcess
 
 pytestmark = [pytest.mark.integration]

@@ -17,9 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.chaos.scenario import Scenario, paused
 from tests.support.events import MixSpec, generate
 from tests.support.ledger import Ledger, read_dead_letters
+from tests.support.scenario import Scenario, paused
 from worker.config import ConfigError, WorkerConfig
 from worker.mics.auth import ApiToken
 from worker.mics.client import MicsClient

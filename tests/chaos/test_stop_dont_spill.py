@@ -12,10 +12,10 @@ import time
 
 import pytest
 
-from tests.chaos.scenario import Scenario, eventually, paused
 from tests.support.events import MixSpec, generate
 from tests.support.kafka_broker import create_topic, delete_topic
 from tests.support.ledger import Ledger
+from tests.support.scenario import Scenario, eventually, paused
 
 pytestmark = [pytest.mark.integration]
 

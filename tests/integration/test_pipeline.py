@@ -53,7 +53,7 @@ class TestRoutes:
 
 class TestDeadLetterReasons:
     def test_each_reason_carries_its_context_headers_and_the_original_bytes(
-        self, kafka_broker: KafkaService, topic_factory: TopicFactory, running: Callable[[WorkerProcess], WorkerProcess]
+        self, kafka_broker: KafkaService, running: Callable[[WorkerProcess], WorkerProcess]
     ) -> None:
         """decode_error, schema_invalid, forbidden_datamart and http_413 each land in the DLQ intact, with context."""
         valid = activity("00000000-0000-4000-8000-000000000001", 1, random.Random(1))
@@ -62,7 +62,7 @@ class TestDeadLetterReasons:
         large = activity("00000000-0000-4000-8000-000000000005", 5, random.Random(5))
         large["padding"] = "x" * 6000  # over this sandbox's body cap (413), well under the worker's own limit
         with SandboxProcess("--max-body-bytes", "4000") as small_sandbox:
-            stream = Stream(kafka_broker, small_sandbox, topic_factory)
+            stream = Stream(kafka_broker, small_sandbox)
             cases = {
                 b"decode": (stream.activities, b'{"$type": "SITE_VISIT",', "decode_error"),
                 b"schema": (stream.activities, orjson.dumps(no_events), "schema_invalid"),

@@ -1,7 +1,8 @@
-"""One chaos scenario's world: fresh topics and a consumer group, the sandbox API, workers as OS processes, the ledger.
+"""One end-to-end test's world: fresh topics and a consumer group, the sandbox API, workers as OS processes, the ledger.
 
-Why a module of its own: every chaos test needs the same plumbing (produce a stream with ledger ids, start and
-crash workers, wait until everything arrived, settle the ledger), and none of it should hide the scenario itself.
+Why a module of its own: every chaos test and every end-to-end pipeline test needs the same plumbing (produce a
+stream with ledger ids, start and crash workers, wait until everything arrived, settle the ledger), and none of it
+should hide the scenario itself. The integration suite uses it as its `Stream`.
 The topics are created on whatever broker the scenario is given, so a test may use the session broker or its own.
 """
 
