@@ -21,7 +21,7 @@ __all__ = ["MAX_DEPTH", "DecodeError", "decode", "encode", "has_duplicate_keys"]
 
 MAX_DEPTH = 128
 
-# Byte sequences that make the key count of the fast path inexact (see _repeats_a_key): an escaped quote or any
+# Byte sequences that make the key count of the fast path inexact (see has_duplicate_keys): an escaped quote or any
 # \u escape (either can put `":` in a decoded string), white space before a colon, and a string that starts with a
 # colon (an opening quote follows `[ { , :` or white space).
 _INEXACT_KEY_COUNT = (
@@ -53,7 +53,7 @@ def decode(value: bytes | None, max_bytes: int) -> Any:
         raise DecodeError(f"invalid JSON: nesting deeper than {MAX_DEPTH} levels")
     if _NINETEEN_DIGITS in value.translate(_DIGITS_AS_ZEROS) and _has_integer_beyond_64_bits(value, document):
         raise DecodeError("invalid JSON: an integer beyond 64 bits cannot be kept exactly")
-    if _repeats_a_key(value, document):
+    if has_duplicate_keys(value, document):
         raise DecodeError("invalid JSON: an object repeats a key")
     return document
 
@@ -64,12 +64,9 @@ def encode(document: object) -> bytes:
 
 
 def has_duplicate_keys(raw: bytes, document: object) -> bool:
-    """Tell whether the JSON text `raw` (already parsed into `document`, at most MAX_DEPTH deep) repeats a key."""
-    return _repeats_a_key(raw, document)
+    """Tell whether the JSON text `raw` (already parsed into `document`, at most MAX_DEPTH deep) repeats a key.
 
-
-def _repeats_a_key(raw: bytes, document: object) -> bool:
-    """Three tiers, cheapest first. Canonical text (what orjson and most compact producers write) is the parsed
+    Three tiers, cheapest first. Canonical text (what orjson and most compact producers write) is the parsed
     document re-encoded, whose keys are unique by construction. Otherwise, when `raw` has none of the inexact
     sequences, each key it writes is followed by exactly one `":`, and so is each key of the re-encoded document
     (its strings hold no quote and start with no colon): the raw text has more `":` exactly when it repeats a key.

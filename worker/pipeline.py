@@ -75,12 +75,11 @@ class RunSummary:
 class _Partition:
     """One assigned partition's offsets and work; a new object each time the partition is assigned."""
 
-    __slots__ = ("committed", "offsets", "released", "releasing", "stored", "taken_until")
+    __slots__ = ("committed", "offsets", "released", "stored", "taken_until")
 
     def __init__(self) -> None:
         self.offsets = PartitionOffsets()
-        self.releasing = False  # being revoked or lost: start nothing new; the next owner takes over
-        self.released = False  # handed over: completions no longer move its offsets
+        self.released = False  # revoked or lost: start nothing new, completions no longer move its offsets
         self.stored: int | None = None  # the offset last handed to librdkafka to commit
         self.committed: int | None = None  # the offset the group coordinator last confirmed (or where we started)
         self.taken_until: int | None = None  # one past the last offset taken
@@ -272,7 +271,7 @@ class Pipeline:
                     self._consumer.seek(TopicPartition(topic, partition_id, offset))
                 continue
             partition = self._partitions.get(tp)
-            if partition is None or partition.releasing:
+            if partition is None:
                 continue  # fetched before a revoke: the partition's next owner reads it from the committed offset
             if partition.committed is None:
                 partition.committed = offset  # consumption starts at the committed position
@@ -351,7 +350,7 @@ class Pipeline:
         attempts = 0
         route_limit = self._route_limits.get(route)
         while True:
-            if pending.partition.releasing:
+            if pending.partition.released:
                 self._abandon(pending)
                 return
             if not self._credentials_ok.is_set():
@@ -509,7 +508,7 @@ class Pipeline:
                 delay = min(delay * 2, _DLQ_RETRY_DELAY_S[1])
                 batch, self._dlq_backlog = self._dlq_backlog, deque()
                 for pending, letter, headers in batch:
-                    if pending.partition.releasing:
+                    if pending.partition.released:
                         self._abandon(pending)
                     else:
                         self._produce_dead_letter(pending, letter, headers)
@@ -668,7 +667,7 @@ class Pipeline:
                 await asyncio.sleep(0.01)
         committable = []
         for (topic, partition_id), partition in owned.items():
-            partition.releasing = partition.released = True
+            partition.released = True
             self._dirty.discard((topic, partition_id))
             if drain and partition.offsets.committable is not None:
                 committable.append(TopicPartition(topic, partition_id, partition.offsets.committable))

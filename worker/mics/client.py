@@ -89,9 +89,8 @@ class ApiPaths:
         except TypeError:  # an unhashable value (a list or an object from a message) is no id
             raise ValueError("a datamart id must be a non-empty string or a non-negative integer") from None
         if prefix is None:
-            if (
-                datamart_id in _DOT_SEGMENTS
-            ):  # a whole segment of dots, even encoded, is resolved like `..` by URL parsers
+            # A whole segment of dots, even encoded, is resolved like `..` by URL parsers.
+            if datamart_id in _DOT_SEGMENTS:
                 raise ValueError("a datamart id cannot be . or ..")
             prefix = self._prefix + encode_segment(datamart_id)
             if len(self._datamarts) < _DATAMART_CACHE_SIZE:
