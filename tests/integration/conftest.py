@@ -16,13 +16,12 @@ __all__ = ["OUTCOMES", "Stream", "wait_for_outcomes"]
 
 
 class Stream(Scenario):
-    """The chaos suite's world (topics, DLQ, group, produce with positions) as the end-to-end tests use it: they keep
-    the `KafkaService` at hand and start their workers through `running`."""
+    """The chaos suite's world (topics, DLQ, group, produce with positions) as the end-to-end tests use it: they start
+    their workers through `running`."""
 
     def __init__(self, kafka: KafkaService, sandbox: SandboxProcess) -> None:
         kafka.ensure_running()
         super().__init__(kafka.bootstrap_servers, sandbox)
-        self.kafka = kafka
 
     def worker(self, **extra: str) -> WorkerProcess:
         """A worker of this stream's group, not started yet."""

@@ -50,7 +50,7 @@ class TestMetricsLedger:
             "profile": requests.get("PUT profile", 0),
             "choice": requests.get("PUT choice_put", 0),
         }
-        dlq_by_reason = Counter(r.reason for r in read_dead_letters(stream.kafka.bootstrap_servers, stream.dlq))
+        dlq_by_reason = Counter(r.reason for r in read_dead_letters(stream.bootstrap_servers, stream.dlq))
         assert _sum(final, "mics_worker_messages_consumed_total") == len(messages)
         assert _sum(final, "mics_worker_in_flight_messages") == 0
         for route, count in sandbox_by_route.items():
@@ -83,7 +83,7 @@ class TestReadiness:
         wait_for_outcomes(worker, len(messages))
         assert worker.metric_sum(OUTCOMES, outcome="dead_lettered") == 0
         assert worker.stop() == 0
-        settlement = ledger.settle(stream.sandbox, stream.kafka.bootstrap_servers, stream.dlq)
+        settlement = stream.settle(ledger)
         assert (len(settlement.missing), sum(settlement.dead_lettered.values())) == (0, 0)
 
 

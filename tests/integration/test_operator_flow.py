@@ -13,7 +13,6 @@ import pytest
 
 from tests.integration.conftest import Stream, wait_for_outcomes
 from tests.support.events import MixSpec, generate, ledger_id_of
-from tests.support.ledger import read_dead_letters
 from tests.support.worker_process import REPO_ROOT, WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -66,4 +65,4 @@ class TestDeadLetteredThenReplayed:
             ledger_id_of(stored["body"]) for kind in ("activities", "profiles", "choices") for stored in documents[kind]
         )
         assert delivered == Counter(list(ledger.by_id))  # every message exactly once: one replay, not two
-        assert len(read_dead_letters(stream.kafka.bootstrap_servers, stream.dlq)) == len(messages)
+        assert stream.dead_letter_count() == len(messages)

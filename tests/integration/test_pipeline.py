@@ -35,7 +35,7 @@ class TestRoutes:
         wait_for_outcomes(worker, len(messages))
         assert worker.stop() == 0
 
-        settlement = ledger.settle(stream.sandbox, stream.kafka.bootstrap_servers, stream.dlq)
+        settlement = stream.settle(ledger)
         assert settlement.missing == set()
         assert settlement.unknown == 0
         assert settlement.duplicates == 0
@@ -80,13 +80,13 @@ class TestDeadLetterReasons:
             }
             for key, (topic, value, _) in cases.items():
                 message = SampleMessage(key.decode(), key, value, "activity", "x")
-                produce_all(stream.kafka.bootstrap_servers, topic, [message])
+                produce_all(stream.bootstrap_servers, topic, [message])
             worker = running(stream.worker())
             wait_for_outcomes(worker, len(cases))
             assert worker.stop() == 0
             assert small_sandbox.stats()["stored"]["activities"] == 0
 
-        records = {record.key: record for record in read_dead_letters(stream.kafka.bootstrap_servers, stream.dlq)}
+        records = {record.key: record for record in read_dead_letters(stream.bootstrap_servers, stream.dlq)}
         assert set(records) == set(cases)
         for key, (topic, value, reason) in cases.items():
             record = records[key]
@@ -113,16 +113,16 @@ class TestDeadLetterReasons:
         unrouted = topic_factory(partitions=1)
         profile = {"type": "profile", "user_point": {"user_agent_id": "vec:1"}, "compartment_id": 1,
                    "user_account_id": "u", "body": {}}  # fmt: skip
-        produce_all(stream.kafka.bootstrap_servers, unrouted, [SampleMessage("a", b"a", b"{}", "activity", "x")])
+        produce_all(stream.bootstrap_servers, unrouted, [SampleMessage("a", b"a", b"{}", "activity", "x")])
         produce_all(
-            stream.kafka.bootstrap_servers,
+            stream.bootstrap_servers,
             stream.activities,
             [SampleMessage("b", b"b", orjson.dumps(profile), "activity", "x")],
         )
         worker = running(stream.worker(TOPICS=f"{stream.activities},{unrouted}"))
         wait_for_outcomes(worker, 2)
         assert worker.stop() == 0
-        reasons = {r.key: r.reason for r in read_dead_letters(stream.kafka.bootstrap_servers, stream.dlq)}
+        reasons = {r.key: r.reason for r in read_dead_letters(stream.bootstrap_servers, stream.dlq)}
         assert reasons == {b"a": "unroutable", b"b": "unroutable"}
 
     def test_a_budget_spent_on_retryable_failures_ends_as_retries_exhausted(
@@ -134,7 +134,7 @@ class TestDeadLetterReasons:
         worker = running(stream.worker(RETRY_MAX_ATTEMPTS="2", RETRY_BASE_DELAY_S="0.01"))
         wait_for_outcomes(worker, 20)
         assert worker.stop() == 0
-        records = read_dead_letters(stream.kafka.bootstrap_servers, stream.dlq)
+        records = read_dead_letters(stream.bootstrap_servers, stream.dlq)
         assert sorted(r.ledger_id or "" for r in records) == sorted(ledger.by_id)
         assert {r.reason for r in records} == {"retries_exhausted"}
         assert {r.headers["mics.dlq.http.status"] for r in records} == {b"503"}
@@ -155,7 +155,7 @@ class TestOrdering:
                 body = activity(ledger_id, user, rng)
                 body["seq"] = seq
                 messages.append(SampleMessage(ledger_id, f"user-{user}".encode(), orjson.dumps(body), "activity", "d"))
-        produce_all(stream.kafka.bootstrap_servers, stream.activities, messages)
+        produce_all(stream.bootstrap_servers, stream.activities, messages)
         stream.sandbox.set_faults(latency_ms=5, p503=0.2)
         worker = running(stream.worker(MAX_CONCURRENCY="32", RETRY_BASE_DELAY_S="0.01"))
         wait_for_outcomes(worker, len(messages))
@@ -192,7 +192,7 @@ class TestGroupMembership:
         lost = worker.metric_sum("mics_worker_rebalances_total", event="lost")
         assert worker.stop() == 0
         assert (revoked, lost) == (0, 0)
-        settlement = ledger.settle(stream.sandbox, stream.kafka.bootstrap_servers, stream.dlq)
+        settlement = stream.settle(ledger)
         assert (len(settlement.missing), settlement.duplicates, sum(settlement.delivered.values())) == (0, 0, 8)
 
     def test_a_restart_mid_stream_resumes_from_committed_offsets_without_loss(
@@ -209,7 +209,7 @@ class TestGroupMembership:
         second = running(stream.worker())
         second.wait_until(lambda: stream.arrived() >= len(messages), 180, "the rest of the stream")
         assert second.stop() == 0
-        settlement = ledger.settle(stream.sandbox, stream.kafka.bootstrap_servers, stream.dlq)
+        settlement = stream.settle(ledger)
         assert settlement.missing == set()
         assert settlement.duplicates == 0
         assert settlement.reason_counts() == ledger.expected_reasons()
@@ -231,7 +231,7 @@ class TestGroupMembership:
         assert first.metric_sum("mics_worker_rebalances_total", event="revoke") >= 1
         assert first.stop() == 0
         assert second.stop() == 0
-        settlement = ledger.settle(stream.sandbox, stream.kafka.bootstrap_servers, stream.dlq)
+        settlement = stream.settle(ledger)
         assert settlement.missing == set()
         assert settlement.duplicates == 0
 
@@ -252,7 +252,7 @@ class TestSubscription:
         worker = running(stream.worker(**settings))
         wait_for_outcomes(worker, 150)
         assert worker.stop() == 0
-        settlement = ledger.settle(stream.sandbox, stream.kafka.bootstrap_servers, stream.dlq)
+        settlement = stream.settle(ledger)
         assert (len(settlement.missing), settlement.duplicates) == (0, 0)
         assert settlement.reason_counts() == ledger.expected_reasons()
 
@@ -270,7 +270,7 @@ class TestSubscription:
         )
         wait_for_outcomes(worker, 100)
         assert worker.stop() == 0
-        settlement = ledger.settle(stream.sandbox, stream.kafka.bootstrap_servers, stream.dlq)
+        settlement = stream.settle(ledger)
         assert (len(settlement.missing), sum(settlement.delivered.values())) == (0, 100)
 
 
@@ -280,7 +280,7 @@ class TestStopDontSpill:
     ) -> None:
         """After 20 dead letters in a row the worker pauses, unready, with exactly 20 in the DLQ; the rest waits."""
         bad = [SampleMessage(f"bad-{i}", f"k{i % 7}".encode(), b'{"$type":', "activity", "x") for i in range(200)]
-        produce_all(stream.kafka.bootstrap_servers, stream.activities, bad)
+        produce_all(stream.bootstrap_servers, stream.activities, bad)
         guarded = running(stream.worker(DLQ_GUARD_MAX_CONSECUTIVE="20", DLQ_GUARD_COOLDOWN_S="0"))
         guarded.wait_until(lambda: guarded.metric_sum("mics_worker_paused", reason="dlq_rate") == 1, 60, "the guard")
         guarded.wait_until(lambda: guarded.probe("/readyz") == 503, 30, "not ready")
@@ -288,10 +288,10 @@ class TestStopDontSpill:
         assert guarded.metric_sum(OUTCOMES) == 20
         assert guarded.metric_sum("mics_worker_messages_consumed_total") == 20
         assert guarded.stop() == 0
-        assert len(read_dead_letters(stream.kafka.bootstrap_servers, stream.dlq)) == 20
+        assert stream.dead_letter_count() == 20
 
         relaxed = running(stream.worker(DLQ_GUARD_MAX_CONSECUTIVE="1000", DLQ_GUARD_MAX_RATIO="1"))
         wait_for_outcomes(relaxed, 180)
         assert relaxed.stop() == 0
-        records = read_dead_letters(stream.kafka.bootstrap_servers, stream.dlq)
+        records = read_dead_letters(stream.bootstrap_servers, stream.dlq)
         assert sorted(record.key or b"" for record in records) == sorted(m.key for m in bad)
