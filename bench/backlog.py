@@ -10,7 +10,6 @@ the figure kept is the kernel's high-water mark (VmHWM). Bounded by design: the 
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -19,10 +18,10 @@ from confluent_kafka import Producer
 from bench import procstat
 from bench.datasets import PARTITIONS, end_offsets
 from bench.observe import scrape_all, total
-from bench.worker_run import backend_settings, worker_urls
+from bench.worker_run import bench_worker_env, worker_urls
 from tests.support.kafka_broker import admin_client, create_topic
 from tests.support.sandbox_process import SandboxProcess
-from tests.support.worker_process import WorkerProcess, worker_env
+from tests.support.worker_process import WorkerProcess
 
 __all__ = ["BacklogRun", "ensure_backlog", "measure_backlog"]
 
@@ -93,19 +92,14 @@ def measure_backlog(
 ) -> BacklogRun:
     """Run one worker against the backlog for `seconds`, sampling its memory; then stop it gracefully."""
     sandbox.reset()
-    run_id = uuid.uuid4().hex[:8]
-    create_topic(bootstrap_servers, f"bench.{run_id}.dlq", 1)
-    env = worker_env(
-        bootstrap_servers=bootstrap_servers,
+    env = bench_worker_env(
+        bootstrap_servers,
         api_base_url=sandbox.base_url,
         api_token=sandbox.token,
         topics=topic,
         routes=f"{topic}=activity",
-        dlq_topic=f"bench.{run_id}.dlq",
-        group_id=f"bench-{run_id}",
-        LOG_LEVEL="WARNING",
+        backend=backend,
     )
-    env.update(backend_settings(backend))
     with WorkerProcess(env) as worker:
         pid = worker.pid
         assert pid is not None

@@ -29,10 +29,10 @@ from confluent_kafka import Producer
 
 from bench.datasets import PARTITIONS
 from bench.observe import histogram_quantile, scrape_all, total
-from bench.worker_run import backend_settings
+from bench.worker_run import bench_worker_env
 from tests.support.events import activity
 from tests.support.kafka_broker import create_topic
-from tests.support.worker_process import WorkerProcess, worker_env
+from tests.support.worker_process import WorkerProcess
 
 __all__ = ["LatencyRun", "LatencySink", "measure_latency"]
 
@@ -115,18 +115,14 @@ def measure_latency(
     run_id = uuid.uuid4().hex[:8]
     topic = f"bench.{run_id}.latency"
     create_topic(bootstrap_servers, topic, PARTITIONS)
-    create_topic(bootstrap_servers, f"{topic}.dlq", 1)
-    env = worker_env(
-        bootstrap_servers=bootstrap_servers,
+    env = bench_worker_env(
+        bootstrap_servers,
         api_base_url=sink.base_url,
         api_token="bench-token",
         topics=topic,
         routes=f"{topic}=activity",
-        dlq_topic=f"{topic}.dlq",
-        group_id=f"bench-{run_id}",
-        LOG_LEVEL="WARNING",
+        backend=backend,
     )
-    env.update(backend_settings(backend))
     count = max(1, round(rate_per_s * seconds))
     with WorkerProcess(env) as worker:
         worker.wait_until(

@@ -135,6 +135,36 @@ def backend_settings(backend: str) -> dict[str, str]:
     return {"MICS_WORKER_HTTP_BACKEND": backend}
 
 
+def bench_worker_env(
+    bootstrap_servers: str,
+    *,
+    api_base_url: str,
+    api_token: str,
+    topics: str,
+    routes: str,
+    backend: str,
+    **extra: str,
+) -> dict[str, str]:
+    """A benchmarked worker's environment: a DLQ topic (created here) and a group of its own, warnings-only logs,
+    and `backend`'s settings; `extra` adds `MICS_WORKER_<NAME>` settings."""
+    run_id = uuid.uuid4().hex[:8]
+    dlq_topic = f"bench.{run_id}.dlq"
+    create_topic(bootstrap_servers, dlq_topic, 1)
+    env = worker_env(
+        bootstrap_servers=bootstrap_servers,
+        api_base_url=api_base_url,
+        api_token=api_token,
+        topics=topics,
+        routes=routes,
+        dlq_topic=dlq_topic,
+        group_id=f"bench-{run_id}",
+        LOG_LEVEL="WARNING",
+        **extra,
+    )
+    env.update(backend_settings(backend))
+    return env
+
+
 def measure_worker(
     bootstrap_servers: str,
     sandbox: SandboxProcess,
@@ -148,21 +178,15 @@ def measure_worker(
     sandbox.reset()
     sandbox_pid = sandbox.pid
     assert sandbox_pid is not None
-    run_id = uuid.uuid4().hex[:8]
-    dlq_topic = f"bench.{run_id}.dlq"
-    create_topic(bootstrap_servers, dlq_topic, 1)
-    group_id = f"bench-{run_id}"
-    env = worker_env(
-        bootstrap_servers=bootstrap_servers,
+    env = bench_worker_env(
+        bootstrap_servers,
         api_base_url=sandbox.base_url,
         api_token=sandbox.token,
-        dlq_topic=dlq_topic,
-        group_id=group_id,
-        LOG_LEVEL="WARNING",
+        backend=backend,
         **dataset.worker_settings(),
         **(extra_env or {}),
     )
-    env.update(backend_settings(backend))
+    group_id, dlq_topic = env["MICS_WORKER_GROUP_ID"], env["MICS_WORKER_DLQ_TOPIC"]
     args = ("--processes", str(processes)) if processes > 1 else ()
     watcher = CommitWatcher(bootstrap_servers, group_id, dataset.end_offsets)
     try:
