@@ -19,6 +19,7 @@ from worker.metrics import WorkerMetrics
 from worker.mics.client import MicsClient
 from worker.mics.transport import make_transport
 from worker.pipeline import Pipeline, RunSummary
+from worker.rebalance import RebalanceBridge
 from worker.validation import Validators
 
 __all__ = ["format_summary", "run_worker"]
@@ -42,14 +43,11 @@ async def _run(config: WorkerConfig) -> RunSummary:
     server.start()
     log.info("metrics and health on port %d", server.port)
     validators = Validators.load(config.schemas_dir)
-    pipeline: Pipeline | None = None
-
-    def on_commit(error: KafkaError | None, partitions: list[TopicPartition]) -> None:
-        if pipeline is not None:
-            pipeline.on_commit(error, partitions)
-
-    consumer = make_consumer(config, on_stats=metrics.observe_kafka_stats, on_commit=on_commit)
-    producer = make_dlq_producer(config)
+    callbacks = _KafkaCallbacks()
+    consumer = make_consumer(
+        config, on_stats=metrics.observe_kafka_stats, on_commit=callbacks.on_commit, on_error=callbacks.on_error
+    )
+    producer = make_dlq_producer(config, on_error=callbacks.on_error)
     transport = make_transport(config.http_backend, config.timeouts, config.max_concurrency)
     client = MicsClient(transport, config.api_base_url, config.api_token, decode_write_answers=False)
     pipeline = Pipeline(
@@ -61,11 +59,26 @@ async def _run(config: WorkerConfig) -> RunSummary:
         metrics=metrics,
         health=health,
     )
+    callbacks.bridge = bridge = pipeline.bridge()
     _install_signal_handlers(pipeline)
     try:
-        return await pipeline.run()
+        return await pipeline.run(bridge)
     finally:
         server.stop()
+
+
+class _KafkaCallbacks:
+    """The clients are made before the pipeline; their callbacks reach its bridge once it exists."""
+
+    bridge: RebalanceBridge | None = None
+
+    def on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        if self.bridge is not None:
+            self.bridge.on_commit(error, partitions)
+
+    def on_error(self, error: KafkaError) -> None:
+        if self.bridge is not None:
+            self.bridge.on_error(error)
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

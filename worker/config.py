@@ -80,6 +80,7 @@ class WorkerConfig:
     drain_timeout_s: float = 30.0
     max_message_bytes: int = 1_000_000
     max_in_flight: int = 2000
+    max_in_flight_bytes: int = 64 * 1024 * 1024
     max_concurrency: int = 64
     route_concurrency: Mapping[str, int] = field(default_factory=dict)
     consume_batch_size: int = 500
@@ -163,6 +164,7 @@ class WorkerConfig:
             drain_timeout_s=env.number("DRAIN_TIMEOUT_S", cls.drain_timeout_s),
             max_message_bytes=env.integer("MAX_MESSAGE_BYTES", cls.max_message_bytes, minimum=1),
             max_in_flight=env.integer("MAX_IN_FLIGHT", cls.max_in_flight, minimum=1),
+            max_in_flight_bytes=env.integer("MAX_IN_FLIGHT_BYTES", cls.max_in_flight_bytes, minimum=1024),
             max_concurrency=env.integer("MAX_CONCURRENCY", cls.max_concurrency, minimum=1),
             route_concurrency=_route_concurrency(env),
             consume_batch_size=env.integer("CONSUME_BATCH_SIZE", cls.consume_batch_size, minimum=1, maximum=100_000),

@@ -16,7 +16,7 @@ record still is.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from worker import __version__
@@ -97,13 +97,14 @@ class DeadLetterRecord:
 
 
 def dead_letter_record(
+    letter: DeadLetter,
+    *,
     topic: str,
     partition: int,
     offset: int,
     key: bytes | None,
     value: bytes | None,
     original_headers: Iterable[tuple[str, str | bytes | None]],
-    letter: DeadLetter,
 ) -> DeadLetterRecord:
     """The full record: the source key and value byte for byte, its headers (reserved names escaped), the context."""
     headers: Headers = [(escape_name(name), _bytes(data)) for name, data in original_headers]
@@ -191,4 +192,3 @@ def _field(text: str | None) -> str | None:
 def _one_line(text: str, limit: int) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-

@@ -56,6 +56,7 @@ class Health:
         self._last_beat = clock()
         self._joined = False
         self._paused: set[str] = set()
+        self._held_datamarts: list[str] = []
 
     def heartbeat(self) -> None:
         """Record that the poll loop made progress; called on every poll."""
@@ -76,6 +77,11 @@ class Health:
             else:
                 self._paused.discard(reason)
 
+    def set_held_datamarts(self, datamarts: list[str]) -> None:
+        """Record the datamarts whose credentials the API rejects (named in the readiness details)."""
+        with self._lock:
+            self._held_datamarts = list(datamarts)
+
     def liveness(self) -> tuple[bool, dict[str, object]]:
         """Whether the poll loop beat within the TTL, and a small explanation."""
         age = self._clock() - self._last_beat
@@ -92,6 +98,7 @@ class Health:
         with self._lock:
             joined = self._joined
             paused = sorted(self._paused)
+            held_datamarts = list(self._held_datamarts)
         reasons: list[str] = []
         if not joined:
             reasons.append("not_joined")
@@ -104,6 +111,7 @@ class Health:
             "reasons": reasons,
             "joined": joined,
             "paused": paused,
+            "held_datamarts": held_datamarts,
         }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -103,10 +104,12 @@ def make_consumer(
     *,
     on_stats: Callable[[str], None] | None = None,
     on_commit: Callable[[KafkaError | None, list[TopicPartition]], None] | None = None,
+    on_error: Callable[[KafkaError], None] | None = None,
 ) -> Consumer:
-    """Create (not subscribe) the group consumer; errors and librdkafka logs go to the `worker.kafka` logger."""
+    """Create (not subscribe) the group consumer; errors and librdkafka logs go to the `worker.kafka` logger, and
+    every error also to `on_error` (the pipeline stops on a fatal one)."""
     settings = consumer_settings(config)
-    settings["error_cb"] = _log_error
+    settings["error_cb"] = partial(_on_error, on_error)
     settings["logger"] = log
     if on_stats is not None:
         settings["stats_cb"] = on_stats
@@ -115,10 +118,10 @@ def make_consumer(
     return Consumer(settings)
 
 
-def make_dlq_producer(config: WorkerConfig) -> Producer:
-    """Create the idempotent producer that writes dead letters."""
+def make_dlq_producer(config: WorkerConfig, on_error: Callable[[KafkaError], None] | None = None) -> Producer:
+    """Create the idempotent producer that writes dead letters; errors are logged and passed to `on_error`."""
     settings = producer_settings(config)
-    settings["error_cb"] = _log_error
+    settings["error_cb"] = partial(_on_error, on_error)
     settings["logger"] = log
     return Producer(settings)
 
@@ -134,8 +137,10 @@ def _refuse_overrides(config: WorkerConfig, pinned: dict[str, Any]) -> None:
         raise ValueError(f"these Kafka properties cannot be overridden (at-least-once needs them): {overridden}")
 
 
-def _log_error(error: KafkaError) -> None:
+def _on_error(forward: Callable[[KafkaError], None] | None, error: KafkaError) -> None:
     if error.fatal():
         log.error("fatal Kafka client error: %s", error.str())
     else:
         log.warning("Kafka client error: %s", error.str())
+    if forward is not None:
+        forward(error)

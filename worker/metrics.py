@@ -35,9 +35,9 @@ DEAD_LETTER_REASONS: Final = frozenset(
         "schema_invalid",
         "unroutable",
         "forbidden_datamart",
-        "invalid_selector",
+        "invalid_path_value",
+        "unsafe_url",
         "retries_exhausted",
-        "payload_too_large",
         OTHER,
     }
 )
@@ -185,6 +185,28 @@ class WorkerMetrics:
             "Messages polled but neither delivered nor dead-lettered yet.",
             registry=registry,
         )
+        self.in_flight_bytes = Gauge(
+            "mics_worker_in_flight_bytes",
+            "Bytes of the records (key, value, headers, re-encoded body) held by messages in flight.",
+            registry=registry,
+        )
+        self.partitions_paused = Gauge(
+            "mics_worker_partitions_paused",
+            "Partitions paused for backpressure (their share of the in-flight window is used).",
+            registry=registry,
+        )
+        self.credentials_held = Gauge(
+            "mics_worker_credentials_held",
+            "1 while the API rejects the credentials for this datamart (its messages wait).",
+            ["datamart"],
+            registry=registry,
+        )
+        self.consume_errors = Counter(
+            "mics_worker_consume_errors",
+            "Errors librdkafka returned in place of a message, by error name (nothing was taken).",
+            ["error"],
+            registry=registry,
+        )
         self.paused = Gauge(
             "mics_worker_paused",
             "1 while consumption is paused for this reason.",
@@ -293,9 +315,14 @@ class WorkerMetrics:
         """Observe the delay from the Kafka message timestamp to the API acknowledgement."""
         self._e2e.get(route, self._e2e[UNKNOWN_ROUTE]).observe(seconds)
 
-    def set_in_flight(self, n: int) -> None:
-        """Set how many messages are polled but not finished."""
+    def set_in_flight(self, n: int, held_bytes: int = 0) -> None:
+        """Set how many messages are polled but not finished, and the bytes they hold."""
         self.in_flight.set(n)
+        self.in_flight_bytes.set(held_bytes)
+
+    def consume_error(self, name: str) -> None:
+        """Count one error librdkafka returned from consume (its name is from librdkafka's closed set)."""
+        self.consume_errors.labels(name).inc()
 
     # -- HTTP ------------------------------------------------------------------------------------------
 
@@ -320,6 +347,15 @@ class WorkerMetrics:
     def set_paused(self, reason: str, paused: bool) -> None:
         """Flip the 0/1 pause gauge of ``reason``."""
         self._paused.get(reason, self._paused[OTHER]).set(1 if paused else 0)
+
+    def set_credentials_held(self, datamart: str, held: bool) -> None:
+        """Flip the 0/1 gauge of a datamart whose credentials are rejected (datamarts come from configuration)."""
+        self.credentials_held.labels(datamart).set(1 if held else 0)
+
+    def set_backpressure(self, paused_partitions: int) -> None:
+        """Record how many partitions are paused for backpressure; the `backpressure` pause gauge says if any."""
+        self.partitions_paused.set(paused_partitions)
+        self._paused["backpressure"].set(1 if paused_partitions else 0)
 
     def dlq_write(self, ok: bool) -> None:
         """Count one DLQ write acknowledged (``ok``) or failed."""
@@ -351,8 +387,11 @@ class WorkerMetrics:
             self.assigned_partitions.set(len(self._owned))
 
     def committed(self, topic: str, partition: int, offset: int) -> None:
-        """Record the offset just committed for a partition."""
-        self.committed_offset.labels(topic, str(partition)).set(offset)
+        """Record the offset just committed for a partition this worker owns (a revoked one stays removed)."""
+        key = (topic, str(partition))
+        with self._lock:
+            if key in self._owned:
+                self.committed_offset.labels(*key).set(offset)
 
     # -- librdkafka statistics --------------------------------------------------------------------------
 

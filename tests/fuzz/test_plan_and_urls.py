@@ -27,8 +27,8 @@ from worker.mics.client import ApiPaths, MicsClient
 from worker.mics.errors import OutcomeKind
 from worker.mics.selectors import EmailHash, UserAccount, UserAgentId, UserPointId, UserPointSelector, UserPointUuid
 from worker.mics.transport import RawResponse
-from worker.pipeline import send_job
 from worker.routing import Job, Rejection, plan_message
+from worker.sender import send_job
 from worker.validation import Validators
 
 BOUNDED = settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -183,9 +183,20 @@ class TestState:
         assert registry.get_sample_value("mics_worker_dlq_writes_total", {"result": "error"}) == 1
 
     def test_committed_offset_gauge(self, metrics: WorkerMetrics, registry: CollectorRegistry) -> None:
-        """committed() sets the committed offset of its topic and partition."""
+        """committed() sets the committed offset of an owned topic and partition."""
+        metrics.rebalance("assign", [("t", 3)])
         metrics.committed("t", 3, 1234)
         assert registry.get_sample_value("mics_worker_committed_offset", {"topic": "t", "partition": "3"}) == 1234
+
+    def test_a_commit_after_the_revoke_does_not_bring_the_series_back(
+        self, metrics: WorkerMetrics, registry: CollectorRegistry
+    ) -> None:
+        """The commit on revoke comes after the revoke removed the partition's series: it stays removed."""
+        metrics.rebalance("assign", [("t", 3)])
+        metrics.committed("t", 3, 10)
+        metrics.rebalance("revoke", [("t", 3)])
+        metrics.committed("t", 3, 20)
+        assert registry.get_sample_value("mics_worker_committed_offset", {"topic": "t", "partition": "3"}) is None
 
     def test_rebalance_counts_events_and_tracks_assigned_partitions(
         self, metrics: WorkerMetrics, registry: CollectorRegistry

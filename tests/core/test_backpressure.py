@@ -1,0 +1,68 @@
+"""Backpressure in-process: bounded in bytes and messages, per partition, never the whole assignment."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.support.core_harness import OK, TOPIC, CoreHarness, FakeApi, Request, envelope_activity
+from worker.mics.transport import RawResponse
+from worker.retry import RetryPolicy
+
+UNAVAILABLE = RawResponse(503, {}, b'{"status":"error","error":"Service Unavailable"}')
+
+
+class TestBytes:
+    async def test_large_messages_are_bounded_by_bytes_not_only_by_count(self) -> None:
+        """250 kB messages with the API stuck: the bytes held stay within MAX_IN_FLIGHT_BYTES plus one message,
+        though the count window (2,000) is far from full; the partition is paused, not the worker stopped."""
+        release = asyncio.Event()
+
+        async def stuck(_request: Request) -> RawResponse:
+            await release.wait()
+            return OK
+
+        limit = 2_000_000
+        big = envelope_activity("1509").replace(b'"$properties":{}', b'"$properties":{"pad":"' + b"x" * 250_000 + b'"}')
+        async with CoreHarness(api=FakeApi(stuck), max_in_flight_bytes=limit) as core:
+            assert core.pipeline is not None
+            core.assign(0)
+            for _ in range(40):
+                core.consumer.append(TOPIC, 0, big)
+            await core.until(lambda: (TOPIC, 0) in core.consumer.paused, "the partition paused")
+            held = core.sample("mics_worker_in_flight_bytes") or 0
+            assert 0 < held <= limit + 2 * len(big)
+            assert core.pipeline.in_flight < 40
+            release.set()
+            await core.until(lambda: len(core.api.writes()) >= 40, "every message after the API answers")
+
+
+class TestFairness:
+    async def test_a_partition_stuck_behind_retries_never_stops_the_others(self) -> None:
+        """Partition 0's heads answer 503 for a long time; partitions 1 and 2 are fed all along with a small
+        window: their offsets keep advancing, and no pause ever covers the whole assignment."""
+        stuck = {"open": False}
+
+        def answer(request: Request) -> RawResponse:
+            if b'"$site_id":"stuck"' in (request.body or b"") and not stuck["open"]:
+                return UNAVAILABLE
+            return OK
+
+        body = envelope_activity("1509")
+        stuck_body = body.replace(b'"$site_id":"1023"', b'"$site_id":"stuck"')
+        patient = RetryPolicy(max_attempts=1_000_000, max_elapsed_s=3600.0, base_delay_s=0.001, max_delay_s=0.01)
+        async with CoreHarness(api=FakeApi(answer), max_in_flight=30, consume_batch_size=10, retry=patient) as core:
+            core.assign(0, 1, 2)
+            for index in range(60):
+                core.consumer.append(TOPIC, 0, stuck_body, key=f"k{index % 3}".encode())
+            for round_ in range(10):
+                for partition in (1, 2):
+                    for _ in range(20):
+                        core.consumer.append(TOPIC, partition, body)
+                target = 20 * (round_ + 1)
+                await core.until(lambda t=target: core.stored(1) == t and core.stored(2) == t, f"round {round_}")
+            assert (TOPIC, 0) in core.consumer.paused
+            assert core.stored(0) == 0
+            everything = {(TOPIC, 0), (TOPIC, 1), (TOPIC, 2)}
+            assert all(set(call) != everything for call in core.consumer.pause_calls)
+            stuck["open"] = True
+            await core.until(lambda: core.stored(0) == 60, "partition 0 once its heads succeed")

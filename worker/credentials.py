@@ -1,0 +1,79 @@
+"""The credentials gate: a 401/403 holds the datamart that answered it, and only that datamart, until a probe of
+that same datamart says the token works again.
+
+A held datamart's messages wait at the gate (the wait is not counted against their retry budget); the other
+datamarts keep flowing. A message that is refused again right after its datamart's probe succeeded (e.g. the token
+may read but not write there) is refused for itself, not for its credentials: after `max_refusals` such refusals it
+is dead-lettered with the API's status, so no message can cycle hold → probe → resume without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+
+from worker.flow import FlowControl
+from worker.mics.errors import ApiResult, OutcomeKind
+from worker.waits import first_of
+
+__all__ = ["MAX_REFUSALS", "CredentialsGate"]
+
+log = logging.getLogger(__name__)
+
+MAX_REFUSALS = 3
+"""401/403 answers one message may receive (each after its datamart's probe succeeded) before it is dead-lettered."""
+
+Probe = Callable[[str], Awaitable[ApiResult]]
+Spawn = Callable[[Coroutine[object, object, None]], None]
+
+
+class CredentialsGate:
+    """Per-datamart holds with one probe task each."""
+
+    __slots__ = ("_flow", "_interval_s", "_open", "_probe", "_spawn")
+
+    def __init__(self, flow: FlowControl, probe: Probe, interval_s: float, spawn: Spawn) -> None:
+        self._flow = flow
+        self._probe = probe
+        self._interval_s = interval_s
+        self._spawn = spawn
+        self._open: dict[str, asyncio.Event] = {}
+
+    def is_held(self, datamart: str) -> bool:
+        event = self._open.get(datamart)
+        return event is not None and not event.is_set()
+
+    def hold(self, datamart: str, result: ApiResult) -> None:
+        """The API refused the credentials for `datamart`: hold it and start probing it (once)."""
+        if self.is_held(datamart):
+            return
+        log.error(
+            "the API rejected the credentials for datamart %s (HTTP %s): holding its messages until they work again",
+            datamart,
+            result.status,
+        )
+        event = self._open.setdefault(datamart, asyncio.Event())
+        event.clear()
+        self._flow.set_credentials_held(datamart, True)
+        self._spawn(self._probe_until_accepted(datamart, event))
+
+    async def wait(self, datamart: str, wake: asyncio.Event) -> bool:
+        """Wait while `datamart` is held; False when `wake` was set first (the caller gives the message up)."""
+        event = self._open.get(datamart)
+        while event is not None and not event.is_set():  # a hold may end and start again before this task runs
+            if wake.is_set():
+                return False
+            await first_of(event, wake)
+            event = self._open.get(datamart)
+        return True
+
+    async def _probe_until_accepted(self, datamart: str, event: asyncio.Event) -> None:
+        while True:
+            await asyncio.sleep(self._interval_s)
+            result = await self._probe(datamart)
+            if result.kind in (OutcomeKind.SUCCESS, OutcomeKind.PERMANENT):
+                log.info("the API accepts the credentials for datamart %s again: resuming it", datamart)
+                self._flow.set_credentials_held(datamart, False)
+                event.set()
+                return

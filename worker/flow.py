@@ -1,0 +1,191 @@
+"""Flow control: why consumption is held, and which partitions to pause so memory and repeats stay bounded.
+
+Two kinds of pause, kept apart:
+
+- **Holds** stop the worker on purpose ("stop, don't spill"): the DLQ cannot be written (`dlq_unavailable`), the
+  dead-letter rate is over the guard's limit (`dlq_rate`), or the API rejects the credentials of a datamart
+  (`credentials`, per datamart). A DLQ hold pauses the whole assignment; a credentials hold only stops the held
+  datamart's messages (they wait, and their partitions fill and pause like any other slow partition). Every hold
+  makes the worker not ready; `FlowControl` is the one record of them, and pushes each change to the metrics and
+  the health state.
+- **Backpressure** is per partition and never pauses the whole assignment. Each partition has an equal share of
+  the window, in messages (`MAX_IN_FLIGHT`: taken and not committed, what a crash would repeat) and in bytes
+  (`MAX_IN_FLIGHT_BYTES`: the records held in memory). A partition is paused when its own share is used and
+  resumed when it is back under half, so a slow or retrying partition never stops one that holds nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+
+from worker.assignment import Partition
+from worker.health import Health
+from worker.kafka import Consumer, KafkaException, TopicPartition
+from worker.metrics import WorkerMetrics
+
+__all__ = ["HALTING", "FlowControl", "Pauser", "Window", "backpressure"]
+
+log = logging.getLogger(__name__)
+_COMMIT_REQUEST_INTERVAL_S = 0.05
+
+HALTING = frozenset({"dlq_unavailable", "dlq_rate"})
+"""Holds that pause every partition (the dead-letter path is what they protect)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The in-flight window: `messages` taken and uncommitted, `bytes` of records held in memory."""
+
+    messages: int
+    bytes: int
+    batch: int = 500
+    max_message_bytes: int = 1_000_000
+
+    def shares(self, partitions: int) -> tuple[int, int]:
+        """One partition's share of the window, in messages and bytes."""
+        n = max(1, partitions)
+        return max(1, self.messages // n), max(1, self.bytes // n)
+
+    def room(self, uncommitted: int, held_bytes: int) -> int:
+        """How many messages the next poll may take: at least one (polling must go on), never past the window.
+
+        In bytes the room counts every message as the largest allowed, so one poll cannot overshoot the byte budget
+        by more than one message.
+        """
+        by_count = self.messages - uncommitted
+        by_bytes = (self.bytes - held_bytes) // max(1, self.max_message_bytes)
+        return max(1, min(self.batch, by_count, by_bytes))
+
+
+def backpressure(partitions: Collection[Partition], window: Window, paused: Collection[Partition]) -> set[Partition]:
+    """The partitions that should be paused for backpressure now (given those that are): pure, per partition."""
+    share_messages, share_bytes = window.shares(len(partitions))
+    wanted = set()
+    for partition in partitions:
+        if partition in paused:
+            still_full = partition.uncommitted > share_messages // 2 or partition.held_bytes > share_bytes // 2
+            if still_full:
+                wanted.add(partition)
+        elif partition.uncommitted >= share_messages or partition.held_bytes >= share_bytes:
+            wanted.add(partition)
+    return wanted
+
+
+class FlowControl:
+    """The holds in force (one source of truth, mirrored to metrics and health)."""
+
+    __slots__ = ("_credentials", "_health", "_holds", "_metrics", "running")
+
+    def __init__(self, metrics: WorkerMetrics, health: Health) -> None:
+        self._metrics = metrics
+        self._health = health
+        self._holds: set[str] = set()
+        self._credentials: set[str] = set()
+        self.running = asyncio.Event()  # set while no halting hold is in force: what held messages wait for
+        self.running.set()
+
+    @property
+    def halted(self) -> bool:
+        """Whether every partition must be paused (the dead-letter path is held)."""
+        return not self._holds.isdisjoint(HALTING)
+
+    def held(self, reason: str) -> bool:
+        return reason in self._holds
+
+    def set_hold(self, reason: str, on: bool) -> None:
+        """Start or end a hold (`dlq_unavailable`, `dlq_rate`)."""
+        if on == (reason in self._holds):
+            return
+        if on:
+            self._holds.add(reason)
+        else:
+            self._holds.discard(reason)
+        if self.halted:
+            self.running.clear()
+        else:
+            self.running.set()
+        self._metrics.set_paused(reason, on)
+        self._health.set_paused(reason, on)
+
+    @property
+    def held_datamarts(self) -> frozenset[str]:
+        return frozenset(self._credentials)
+
+    def set_credentials_held(self, datamart: str, on: bool) -> None:
+        """Record that a datamart's credentials are (or no longer are) rejected."""
+        if on == (datamart in self._credentials):
+            return
+        if on:
+            self._credentials.add(datamart)
+        else:
+            self._credentials.discard(datamart)
+        self._metrics.set_credentials_held(datamart, on)
+        self._health.set_held_datamarts(sorted(self._credentials))
+        any_held = bool(self._credentials)
+        self._metrics.set_paused("credentials", any_held)
+        self._health.set_paused("credentials", any_held)
+
+    def set_backpressure(self, paused_partitions: int) -> None:
+        """Report how many partitions are paused for backpressure (the 0/1 gauge says whether any is)."""
+        self._metrics.set_backpressure(paused_partitions)
+
+
+class Pauser:
+    """Applies pause decisions to the consumer: every partition while halted, else `backpressure`'s choice.
+
+    It also asks for a commit when finished work piles up, since a confirmed commit is what frees a partition's
+    share: auto-commit alone comes once a second.
+    """
+
+    def __init__(self, consumer: Consumer, window: Window, flow: FlowControl) -> None:
+        self._consumer = consumer
+        self._window = window
+        self._flow = flow
+        self._paused: set[Partition] = set()
+        self._fresh: set[Partition] = set()  # assigned since the last decision: their state is unknown here
+        self._last_commit_request = 0.0
+
+    def assigned(self, partitions: Iterable[Partition]) -> None:
+        """librdkafka keeps a partition's pause flag across a revoke: state it again for every new assignment."""
+        self._fresh.update(partitions)
+
+    def apply(self, partitions: list[Partition], *, halted: bool) -> None:
+        self._commit_if_behind(partitions)
+        owned = set(partitions)
+        self._paused &= owned
+        self._fresh &= owned
+        wanted = owned if halted else backpressure(partitions, self._window, self._paused)
+        to_pause = (wanted - self._paused) | (wanted & self._fresh)
+        to_resume = (self._paused - wanted) | (self._fresh - wanted)
+        self._fresh.clear()
+        if to_pause:
+            self._set_paused(to_pause, paused=True)
+        if to_resume:
+            self._set_paused(to_resume, paused=False)
+        self._paused = wanted
+        self._flow.set_backpressure(0 if halted else len(wanted))
+
+    def _set_paused(self, partitions: set[Partition], *, paused: bool) -> None:
+        tps = [TopicPartition(*partition.key) for partition in partitions]
+        try:
+            (self._consumer.pause if paused else self._consumer.resume)(tps)
+        except KafkaException as exc:
+            log.warning("pause/resume failed: %s", exc)
+
+    def _commit_if_behind(self, partitions: list[Partition]) -> None:
+        """Commit (asynchronously) once finished work fills a quarter of the window or half a partition's share."""
+        now = time.monotonic()
+        if now - self._last_commit_request < _COMMIT_REQUEST_INTERVAL_S:
+            return
+        share, _ = self._window.shares(len(partitions))
+        finished = [partition.finished_uncommitted for partition in partitions]
+        if sum(finished) >= max(1, self._window.messages // 4) or max(finished, default=0) >= max(1, share // 2):
+            self._last_commit_request = now
+            try:
+                self._consumer.commit(asynchronous=True)
+            except KafkaException as exc:
+                log.debug("commit request not sent: %s", exc)
