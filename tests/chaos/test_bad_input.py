@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlsplit
 import orjson
 import pytest
 
+from tests.support.core_harness import activity as activity_bytes
 from tests.support.ledger import DeadLetterRecord, read_dead_letters
 from tests.support.sandbox_process import SandboxProcess
 from tests.support.scenario import Scenario, paused, produce_records
@@ -319,3 +320,36 @@ class TestDeadLetterRetries:
         # Rounds after 0.5, 1, 2, 4 and 8 s of backoff: five fit in 12 s, each refusing at most the 19 others.
         assert errors <= 19 * 6 * 2
         assert worker.is_running()
+
+
+@pytest.mark.integration
+class TestRecordsTooLargeForTheDlqInKeyOrHeaders:
+    @pytest.mark.timeout(120)
+    def test_a_huge_key_and_many_headers_are_dead_lettered_reduced_and_the_worker_keeps_running(
+        self, scenario: Scenario
+    ) -> None:
+        """A 1,000,000-byte key, and 2,000 headers of 500 bytes, both with value `{bad`, against a DLQ topic of
+        100 kB: each is dead-lettered once in its reduced form (what was cut named in `mics.dlq.reduced`), the
+        partition moves on to a valid message, and the worker is still running (these records used to recurse
+        until RecursionError and crash-loop every worker that read them)."""
+        scenario.dlq = scenario.new_topic(1, {"max.message.bytes": "100000"})
+        topic = scenario.new_topic(1, {"max.message.bytes": str(BIG_LIMIT)})
+        many_headers: list[tuple[str, str | bytes | None]] = [(f"h{index}", b"x" * 500) for index in range(2000)]
+        produce_records(
+            scenario.bootstrap_servers,
+            topic,
+            [(b"k" * 1_000_000, b"{bad", []), (b"headers", b"{bad", many_headers), (b"valid", activity_bytes(), [])],
+            producer_config={"message.max.bytes": BIG_LIMIT},
+        )
+        worker = scenario.start_worker(TOPICS=topic, ROUTES=f"{topic}=activity")
+        worker.wait_until(lambda: scenario.dead_letter_count() >= 2, 90, "both records in the DLQ")
+        worker.wait_until(lambda: scenario.delivered_count() >= 1, 60, "the valid message after them")
+        records = read_dead_letters(scenario.bootstrap_servers, scenario.dlq)
+        assert worker.is_running()
+        assert worker.stop() == 0
+        by_reduced = {record.headers["mics.dlq.reduced"].split(b"=")[0]: record for record in records}
+        assert sorted(by_reduced) == [b"headers", b"key"]
+        assert len(by_reduced[b"key"].key or b"") == 1024
+        assert by_reduced[b"headers"].headers["mics.dlq.reduced"].startswith(b"headers=2000/")
+        assert all(record.reason == "decode_error" for record in records)
+        assert len(records) == 2
