@@ -12,7 +12,7 @@ import statistics
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-__all__ = ["backlog_section", "main_section", "replace_section", "targets"]
+__all__ = ["backlog_section", "large_section", "main_section", "replace_section", "targets"]
 
 Result = dict[str, Any]
 
@@ -20,6 +20,7 @@ TARGET_EVENTS_PER_S = 5000
 TARGET_CPU_US_PER_EVENT = 200
 TARGET_BACKLOG_RSS_MIB = 200
 TARGET_OWN_WORK_RATIO = 0.5
+CHART_MEMORY_LIMIT_MIB = 512  # helm/mics-worker/values.yaml resources.limits.memory (512Mi)
 
 
 def median(values: Iterable[float]) -> float:
@@ -191,6 +192,36 @@ def backlog_section(results: Result) -> str:
             f"| {run['in_flight_at_end']:,} | {run['stop_seconds']:.1f} |",
         ]
     )
+
+
+def large_section(results: Result) -> str:
+    """The generated large-message figures (only when this invocation ran `--large`)."""
+    runs = results["large"]
+    meta = results["meta"]
+    first = runs[0]
+    out = [
+        f"Run of {meta['date']}, {meta['default_backend']}, one process, load average "
+        f"{meta['loadavg_start']:.1f} to {meta['loadavg_end']:.1f}. {first['messages']:,} bare activities of "
+        f"{first['message_bytes']:,} bytes on 6 partitions; the sandbox answers every request after "
+        f"{first['latency_ms']:,.0f} ms, so the window fills; each run ends when the topic is consumed or "
+        f"{first['time_limit_s']:.0f} s after the first consume. The chart's memory limit is "
+        f"{CHART_MEMORY_LIMIT_MIB} MiB.",
+        "",
+        "| MAX_IN_FLIGHT_BYTES MiB | peak RSS (VmHWM) MiB | within the chart's limit | RSS at first consume MiB "
+        "| max in-flight MiB (mics_worker_in_flight_bytes) | max in-flight messages | max partitions paused "
+        "| consumed | processed | run s (ended by) | SIGTERM to exit s |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for run in runs:
+        fits = run["peak_rss_mib"] <= CHART_MEMORY_LIMIT_MIB
+        out.append(
+            f"| {run['window_mib']:,.0f} | {run['peak_rss_mib']:,.0f} | {'yes' if fits else '**no**'} "
+            f"| {run['rss_at_first_consume_mib']:,.0f} | {run['max_in_flight_mib_seen']:,.1f} "
+            f"| {run['max_in_flight_messages_seen']:,} | {run['max_partitions_paused_seen']} "
+            f"| {run['consumed']:,} | {run['processed']:,} | {run['seconds']:.0f} ({run['ended_by']}) "
+            f"| {run['stop_seconds']:.1f} |"
+        )
+    return "\n".join(out)
 
 
 def replace_section(document: str, name: str, body: str) -> str:

@@ -2,7 +2,8 @@
 
 Starts a real Kafka broker (or uses KAFKA_BOOTSTRAP_SERVERS) and the sandbox API in `--minimal` mode, produces
 the streams once, then measures the real worker process for each HTTP backend, the ceilings of each half of its
-job, latency at a steady load, 1 vs N processes, and (with `--backlog N`) memory facing a large backlog. Writes
+job, latency at a steady load, 1 vs N processes, (with `--backlog N`) memory facing a large backlog, and (with
+`--large N`) memory with N messages of 250 kB against a slow API, per byte window. Writes
 the figures into bench/RESULTS.md (between generated-section markers) and, with `--json`, as JSON. Method and
 caveats: bench/README.md.
 """
@@ -29,6 +30,14 @@ from bench import report
 from bench.backlog import ensure_backlog, measure_backlog
 from bench.ceilings import consume_ceiling, http_ceiling
 from bench.datasets import MIXES, Dataset, produce_dataset
+from bench.large import (
+    CONTRAST_IN_FLIGHT_BYTES,
+    DEFAULT_LATENCY_MS,
+    DEFAULT_SECONDS,
+    MESSAGE_BYTES,
+    ensure_large_topic,
+    measure_large,
+)
 from bench.latency import LatencySink, measure_latency
 from bench.worker_run import NULL_API, SWAPPED, WorkerRun, measure_worker
 from tests.support.kafka_broker import KafkaBroker
@@ -49,19 +58,28 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.smoke:
         args.events, args.repeat, args.backends, args.processes = 2000, 1, [DEFAULT_BACKEND, NULL_API], [1]
-        args.latency_seconds, args.backlog = 3.0, 0
-    say(f"benchmark: {args.events:,} events, backends {args.backends}, processes {args.processes}, x{args.repeat}")
+        args.latency_seconds, args.backlog, args.large = 3.0, 0, 0
+    if args.large_only and not args.large:
+        _parser().error("--large-only needs --large N")
+    if args.large_only:
+        say(f"benchmark: only memory with {args.large:,} large messages")
+    else:
+        say(f"benchmark: {args.events:,} events, backends {args.backends}, processes {args.processes}, x{args.repeat}")
     with _kafka() as (bootstrap_servers, kafka_version), SandboxProcess("--minimal") as sandbox:
         results = _measure(args, bootstrap_servers, kafka_version, sandbox)
     text = args.output.read_text() if args.output.exists() else "# Benchmark results\n"
-    text = report.replace_section(text, "main", report.main_section(results))
+    if not args.large_only:
+        text = report.replace_section(text, "main", report.main_section(results))
+        print(report.main_section(results))
     if results["backlog"]:
         text = report.replace_section(text, "backlog", report.backlog_section(results))
+    if results["large"]:
+        text = report.replace_section(text, "large", report.large_section(results))
+        print(report.large_section(results))
     args.output.write_text(text)
     say(f"wrote {args.output}")
     if args.json:
         args.json.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
-    print(report.main_section(results))
     balanced = all(run["balanced"] for run in results["runs"])
     if not balanced:
         say("LEDGER NOT BALANCED: some run lost, duplicated or misfiled messages (see the table)")
@@ -83,6 +101,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--latency-seconds", type=float, default=10.0, help="paced phase length (default 10)")
     parser.add_argument("--backlog", type=int, default=0, metavar="N", help="also measure RSS facing N messages")
     parser.add_argument("--backlog-seconds", type=float, default=45.0, help="worker run time against the backlog")
+    parser.add_argument(
+        "--large", type=int, default=0, metavar="N", help="also measure RSS with N messages of 250 kB (full run: 2000)"
+    )
+    parser.add_argument(
+        "--large-seconds", type=float, default=DEFAULT_SECONDS, help="bound of each large-message run (default 90)"
+    )
+    parser.add_argument(
+        "--large-latency-ms", type=float, default=DEFAULT_LATENCY_MS, help="the sandbox's added latency (default 1000)"
+    )
+    parser.add_argument("--large-only", action="store_true", help="only the --large measurement (main section kept)")
     parser.add_argument("--smoke", action="store_true", help="CI smoke run: 2,000 events, aiohttp and null, once")
     parser.add_argument("--output", type=Path, default=RESULTS, help="the Markdown file to update")
     parser.add_argument("--json", type=Path, help="also write every figure as JSON here")
@@ -96,6 +124,7 @@ def _measure(args: argparse.Namespace, bootstrap_servers: str, kafka_version: st
         "ceilings": [],
         "latency": [],
         "backlog": None,
+        "large": [],
     }
     datasets: dict[tuple[str, int], Dataset] = {}
 
@@ -113,6 +142,10 @@ def _measure(args: argparse.Namespace, bootstrap_servers: str, kafka_version: st
             f"ledger {'balanced' if run.ledger.balanced else 'NOT BALANCED: ' + repr(run.ledger)}"
         )
 
+    if args.large_only:
+        _large(args, bootstrap_servers, sandbox, results)
+        results["meta"]["loadavg_end"] = os.getloadavg()[0]
+        return results
     for backend in args.backends:
         count = args.events if backend != "httpx" else max(1000, args.events // HTTPX_SHARE)
         for mix in args.mixes:
@@ -132,6 +165,8 @@ def _measure(args: argparse.Namespace, bootstrap_servers: str, kafka_version: st
         )
         results["backlog"] = run.as_dict()
         say(f"  peak RSS {run.peak_rss_mib:.0f} MiB, {run.processed:,} processed")
+    if args.large:
+        _large(args, bootstrap_servers, sandbox, results)
     results["meta"]["loadavg_end"] = os.getloadavg()[0]
     return results
 
@@ -149,6 +184,29 @@ def _ceilings(
             ceiling = http_ceiling(backend, sandbox.base_url, sandbox.token, requests, WORKER_CONCURRENCY)
             results["ceilings"].append({**ceiling.as_dict(), "kind": "http", "backend": backend})
             say(f"  {ceiling.name}: {ceiling.per_s:,.0f}/s, {ceiling.cpu_us_per_item:,.0f} µs CPU each")
+
+
+def _large(args: argparse.Namespace, bootstrap_servers: str, sandbox: SandboxProcess, results: Any) -> None:
+    """RSS with large messages: the default byte window, then a larger one for contrast (bench/large.py)."""
+    topic = ensure_large_topic(bootstrap_servers, args.large, say=say)
+    for window in (None, CONTRAST_IN_FLIGHT_BYTES):
+        shown = "default" if window is None else f"{window // 2**20} MiB"
+        say(f"large messages: {args.large:,} of {MESSAGE_BYTES:,} bytes, {shown} byte window")
+        run = measure_large(
+            bootstrap_servers,
+            sandbox,
+            topic,
+            args.large,
+            backend=DEFAULT_BACKEND,
+            max_in_flight_bytes=window,
+            latency_ms=args.large_latency_ms,
+            seconds=args.large_seconds,
+        )
+        results["large"].append(run.as_dict())
+        say(
+            f"  peak RSS {run.peak_rss_mib:.0f} MiB, at most {run.max_in_flight_mib_seen:.1f} MiB in flight "
+            f"({run.max_in_flight_messages_seen} messages), {run.consumed:,} consumed, {run.ended_by}"
+        )
 
 
 def _latency(args: argparse.Namespace, bootstrap_servers: str, results: Any) -> None:
@@ -200,6 +258,7 @@ def _meta(args: argparse.Namespace, kafka_version: str) -> dict[str, Any]:
         **{name.replace("-", "_"): _version(name) for name in _REPORTED_DISTRIBUTIONS},
         "commit": _commit(),
         "events": args.events,
+        "large": args.large,
         "repeat": args.repeat,
         "smoke": args.smoke,
         "backends": args.backends,
