@@ -420,3 +420,53 @@ class TestValuesSchema:
     def test_out_of_range_values_are_refused(self, assignment: str, fragment: str) -> None:
         """Enums, minimums and reserved names in values.schema.json refuse the value and name it."""
         assert fragment in refusal("--set", assignment)
+
+
+class TestMemoryLimitFitsTheByteWindow:
+    """limits.memory ≥ 2 x MAX_IN_FLIGHT_BYTES + 200 MiB (helm/mics-worker/values.yaml, `resources`).
+
+    The worker holds at most about MAX_IN_FLIGHT_BYTES of records, counted twice (a record is held as received and
+    again while it is decoded and sent: 2,000 envelopes of 250 kB took ~1 GiB before the byte window), plus
+    librdkafka's fetch queue (`queued.max.messages.kbytes`, 16 MiB) and fetch buffers and the interpreter (~100 MiB):
+    the 200 MiB. Raising the window (config.extra) or lowering the limit alone fails here.
+    """
+
+    HEADROOM = 200 * 2**20
+    # Two-letter suffixes first, so `Mi` is not read as `M`.
+    UNITS = (("Ki", 2**10), ("Mi", 2**20), ("Gi", 2**30), ("Ti", 2**40), ("k", 10**3), ("M", 10**6), ("G", 10**9))
+
+    @classmethod
+    def quantity_bytes(cls, quantity: str | int) -> int:
+        """A Kubernetes memory quantity (`512Mi`, `1G`, `536870912`) in bytes."""
+        text = str(quantity)
+        for suffix, factor in cls.UNITS:
+            if text.endswith(suffix):
+                return int(text.removesuffix(suffix)) * factor
+        return int(text)
+
+    @classmethod
+    def limit_and_window(cls, manifests: tuple[Manifest, ...]) -> tuple[int, int]:
+        """(limits.memory, the worker's MAX_IN_FLIGHT_BYTES: the chart's setting, else the worker's default)."""
+        from worker.config import WorkerConfig
+
+        limit = cls.quantity_bytes(worker_container(manifests)["resources"]["limits"]["memory"])
+        window = one(manifests, "ConfigMap")["data"].get("MICS_WORKER_MAX_IN_FLIGHT_BYTES")
+        return limit, int(window) if window is not None else WorkerConfig.max_in_flight_bytes
+
+    def test_default_limit_holds_twice_the_default_window_and_the_rest(self) -> None:
+        """The defaults: 512Mi ≥ 2 x 64 MiB + 200 MiB."""
+        limit, window = self.limit_and_window(render())
+        assert limit >= 2 * window + self.HEADROOM, (limit, window)
+
+    @pytest.mark.parametrize(
+        ("sets", "fits"),
+        [
+            (("config.extra.MAX_IN_FLIGHT_BYTES=268435456",), False),
+            (("resources.limits.memory=256Mi",), False),
+            (("config.extra.MAX_IN_FLIGHT_BYTES=268435456", "resources.limits.memory=768Mi"), True),
+        ],
+    )
+    def test_raising_one_without_the_other_breaks_the_rule(self, sets: tuple[str, ...], fits: bool) -> None:
+        """The check reads what the chart renders: a 256 MiB window needs 712 MiB; 256Mi is too small for 64 MiB."""
+        limit, window = self.limit_and_window(render(None, *sets))
+        assert (limit >= 2 * window + self.HEADROOM) is fits, (limit, window)
