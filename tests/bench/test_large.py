@@ -6,6 +6,9 @@ The real run checks the harness, not a speed: with a small byte window and a slo
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from bench import report
@@ -69,6 +72,13 @@ RESULTS = {
 
 
 class TestLargeSection:
+    def test_the_chart_limit_it_compares_with_is_the_charts(self) -> None:
+        """report.CHART_MEMORY_LIMIT_MIB is helm/mics-worker/values.yaml's resources.limits.memory."""
+        values = (Path(__file__).resolve().parents[2] / "helm" / "mics-worker" / "values.yaml").read_text()
+        found = re.search(r"^resources:\n(?:  .*\n)*?  limits:\n    memory: (\d+)Mi$", values, re.MULTILINE)
+        assert found is not None, "resources.limits.memory not found in Mi in values.yaml"
+        assert int(found.group(1)) == report.CHART_MEMORY_LIMIT_MIB
+
     def test_one_row_per_window_with_the_verdict_against_the_chart_limit(self) -> None:
         """Each window gets its row; a peak over the chart's memory limit is flagged."""
         section = report.large_section(RESULTS)
