@@ -278,15 +278,17 @@ class TestStopDontSpill:
     def test_the_dead_letter_rate_guard_halts_the_worker_instead_of_emptying_the_topic(
         self, stream: Stream, running: Callable[[WorkerProcess], WorkerProcess]
     ) -> None:
-        """After 20 dead letters in a row the worker pauses, unready, with exactly 20 in the DLQ; the rest waits."""
+        """After 20 dead letters in a row the worker holds, unready, with exactly 20 in the DLQ; the rest waits
+        (taken messages wait in memory, uncommitted) and a stop leaves them for the next worker."""
         bad = [SampleMessage(f"bad-{i}", f"k{i % 7}".encode(), b'{"$type":', "activity", "x") for i in range(200)]
         produce_all(stream.bootstrap_servers, stream.activities, bad)
-        guarded = running(stream.worker(DLQ_GUARD_MAX_CONSECUTIVE="20", DLQ_GUARD_COOLDOWN_S="0"))
+        guarded = running(stream.worker(DLQ_GUARD_MAX_CONSECUTIVE="20", DLQ_GUARD_COOLDOWN_S="3600"))
         guarded.wait_until(lambda: guarded.metric_sum("mics_worker_paused", reason="dlq_rate") == 1, 60, "the guard")
         guarded.wait_until(lambda: guarded.probe("/readyz") == 503, 30, "not ready")
         guarded.wait_until(lambda: guarded.metric_sum(OUTCOMES) >= 20, 30, "the 20 acknowledged dead letters")
         assert guarded.metric_sum(OUTCOMES) == 20
-        assert guarded.metric_sum("mics_worker_messages_consumed_total") == 20
+        consumed = guarded.metric_sum("mics_worker_messages_consumed_total")
+        assert guarded.metric_sum("mics_worker_in_flight_messages") == consumed - 20
         assert guarded.stop() == 0
         assert stream.dead_letter_count() == 20
 
