@@ -9,14 +9,17 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import jsonschema_rs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from worker.validation import (
+    MAX_LISTED_ERRORS,
     PRUNE_DEPTH,
     SCHEMA_FILES,
     SchemaError,
+    SchemaErrors,
     SchemaLoadError,
     UnknownSchemaName,
     Validators,
@@ -219,10 +222,10 @@ class TestErrorSelection:
 
     def test_required_points_at_the_missing_property(self, validators: Validators) -> None:
         """A missing property is reported at its own path, not at its parent."""
-        document = activity(**{"$user_identifiers": [{"$type": "USER_ACCOUNT", "$user_account_id": "u"}]})
+        document = activity(**{"$user_identifiers": [{"$type": "USER_ACCOUNT", "$compartment_id": "1"}]})
         error = validators.check("activity", document)
         assert error is not None
-        assert (error.path, error.rule) == ("$.$user_identifiers[0].$compartment_id", "required")
+        assert (error.path, error.rule) == ("$.$user_identifiers[0].$user_account_id", "required")
 
     def test_forbidden_property_is_reported_with_the_keyword_holding_it(self, validators: Validators) -> None:
         """A field another envelope type owns is named by path, with the "properties" rule."""
@@ -241,6 +244,110 @@ class TestErrorSelection:
         assert error is not None
         assert "\n" not in error.message
         assert len(error.message) <= 300
+
+
+class TestNullRule:
+    """An object member given null is absent, in every schema, and only required members may not be null."""
+
+    @pytest.mark.parametrize(
+        ("schema", "document"),
+        [
+            ("activity", activity(**{"$user_account_id": None, "$email_hash": None, "$location": None})),
+            ("activity", activity(**{"$origin": {"$campaign_id": None, "$source": "google"}, "$ttl": None})),
+            ("activity", activity(**{"$email_hash": {"$hash": "h", "$email": None}})),
+            ("profile", {"$compartment_id": None, "$user_account_id": None, "$creation_ts": None}),
+            ("choice", {"$processing_id": "42", "$choice_ts": TS, "$choice_acceptance_value": None}),
+            ("envelope", {"type": "activity", "datamart_id": None, "user_point": None, "body": {}}),
+            (
+                "envelope",
+                {"type": "choice", "user_point": UUID, "processing_id": 1, "compartment_id": None, "body": {}},
+            ),
+        ],
+        ids=["root-ids", "nested-origin", "closed-object", "profile", "choice", "envelope", "forbidden-field"],
+    )
+    def test_null_optional_members_are_accepted(self, validators: Validators, schema: str, document: object) -> None:
+        """Each of these documents is invalid to the raw schema only because of its nulls, and is accepted."""
+        source = json.loads((default_schema_directory() / SCHEMA_FILES[schema]).read_text("utf-8"))
+        assert not jsonschema_rs.Draft202012Validator(source).is_valid(document)
+        assert validators.check(schema, document) is None
+
+    def test_a_null_required_member_is_a_type_error_at_its_path(self, validators: Validators) -> None:
+        """A required member given null is named at its own path with rule type, as any other wrong type."""
+        error = validators.check("activity", activity(**{"$session_status": None}))
+        assert error == SchemaError("$.$session_status", "type", "'$session_status' is required and cannot be null")
+
+    def test_a_null_inside_a_required_nested_member_is_reported_there(self, validators: Validators) -> None:
+        """The null rule follows array indices: the second event's null $ts is named by its index."""
+        events = [
+            {"$ts": TS, "$event_name": "a", "$properties": {}},
+            {"$ts": None, "$event_name": "b", "$properties": {}},
+        ]
+        error = validators.check("activity", activity(**{"$events": events}))
+        assert error is not None
+        assert (error.path, error.rule) == ("$.$events[1].$ts", "type")
+
+    def test_null_array_items_are_values_not_absences(self, validators: Validators) -> None:
+        """A null identifier or coordinate is still rejected: only object members can be absent."""
+        assert validators.check("activity", activity(**{"$user_identifiers": [None]})) is not None
+        assert validators.check("activity", activity(**{"$location": {"$latlon": [None, 2.35]}})) is not None
+
+    def test_a_document_that_is_invalid_apart_from_its_nulls_stays_invalid(self, validators: Validators) -> None:
+        """Stripping nulls never hides another defect: a bad $ts next to a null is still reported."""
+        error = validators.check("activity", activity(**{"$ts": -1, "$location": None}))
+        assert error is not None
+        assert (error.path, error.rule) == ("$.$ts", "minimum")
+
+    def test_the_document_itself_is_not_modified(self, validators: Validators) -> None:
+        """The rule applies to a copy: the caller's document (and so the forwarded bytes) keeps its nulls."""
+        document = activity(**{"$location": None})
+        assert validators.check("activity", document) is None
+        assert document["$location"] is None
+
+
+class TestEveryError:
+    def test_every_failure_is_listed_with_its_path_and_rule(self, validators: Validators) -> None:
+        """Three independent defects come back as three errors, the most useful one first."""
+        document = activity(**{"$ts": -1, "$session_status": "OPEN", "$location": {"$latlon": [91, 0]}})
+        errors = validators.check_all("activity", document)
+        assert errors is not None
+        assert errors.total == 3
+        assert {(error.path, error.rule) for error in errors.errors} == {
+            ("$.$ts", "minimum"),
+            ("$.$session_status", "enum"),
+            ("$.$location.$latlon[0]", "maximum"),
+        }
+        assert errors.first == validators.check("activity", document)
+        assert errors.first.path == "$.$location.$latlon[0]"
+
+    def test_the_list_is_bounded_and_the_total_counts_the_rest(self, validators: Validators) -> None:
+        """Fifteen bad events list MAX_LISTED_ERRORS errors and count all fifteen."""
+        events = [{"$ts": -1, "$event_name": "e", "$properties": {}} for _ in range(15)]
+        errors = validators.check_all("activity", activity(**{"$events": events}))
+        assert errors is not None
+        assert len(errors.errors) == MAX_LISTED_ERRORS
+        assert errors.total == 15
+        assert errors.summary().endswith("; ... 5 more")
+
+    def test_summary_is_one_line_naming_each_error(self) -> None:
+        """The summary the DLQ header writer can use: count, then path and rule of each listed error."""
+        errors = SchemaErrors((SchemaError("$.$ts", "type", "m"), SchemaError("$", "required", "n")), 2)
+        assert errors.summary() == "2 errors: $.$ts type; $ required"
+
+    def test_summary_is_bounded(self) -> None:
+        """Ten long paths still make a short single line."""
+        errors = SchemaErrors(tuple(SchemaError("$." + "k" * 300, "type", "m") for _ in range(10)), 10)
+        assert len(errors.summary()) <= 1000
+
+    def test_under_moves_every_path_below_a_prefix(self) -> None:
+        """A body's errors are re-rooted under $.body, all of them, keeping the total."""
+        errors = SchemaErrors((SchemaError("$.$ts", "type", "m"), SchemaError("$", "required", "n")), 4)
+        moved = errors.under("$.body")
+        assert [error.path for error in moved.errors] == ["$.body.$ts", "$.body"]
+        assert moved.total == 4
+
+    def test_a_valid_document_has_no_errors(self, validators: Validators) -> None:
+        """check_all answers None exactly when check does."""
+        assert validators.check_all("activity", activity()) is None
 
 
 _json_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)

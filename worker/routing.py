@@ -2,6 +2,10 @@
 
 `plan_message` is pure and synchronous (no I/O), so the pipeline, `run --dry-run` and the fuzz tests share it. It
 never raises on input: every message ends as a `Job` (what to send) or a `Rejection` (why it goes to the DLQ).
+
+On an `activity` topic a message is an envelope only when `is_envelope` says so: a JSON object with `type` and
+`body` and no `$`-prefixed root key. A User Activity's own fields all start with `$`, so a valid bare activity
+that also carries custom `type` and `body` fields is still read as an activity.
 """
 
 from __future__ import annotations
@@ -13,10 +17,10 @@ from typing import Any, Literal
 
 from worker import codec
 from worker.config import RouteMode, RouteRule
-from worker.mics.selectors import UserPointSelector, selector_from_envelope
-from worker.validation import SchemaError, Validators
+from worker.mics.selectors import UserPointSelector, id_text, selector_from_envelope
+from worker.validation import SchemaError, SchemaErrors, Validators
 
-__all__ = ["Job", "Rejection", "Route", "TopicRouter", "plan_message"]
+__all__ = ["Job", "Rejection", "Route", "TopicRouter", "is_envelope", "plan_message"]
 
 Route = Literal["activity", "profile", "choice"]
 RejectReason = Literal["decode_error", "schema_invalid", "unroutable", "forbidden_datamart"]
@@ -44,6 +48,14 @@ class Rejection:
     stage: Literal["route", "decode", "validate"]
     route: Route | None = None
     schema_error: SchemaError | None = None
+    """The most useful schema error (what the DLQ's path and rule headers carry)."""
+    schema_errors: SchemaErrors | None = None
+    """Every schema error, bounded, with its count and `summary()`; `schema_errors.first` is `schema_error`."""
+
+
+def _invalid(errors: SchemaErrors, route: Route | None) -> Rejection:
+    """The rejection of a document that failed its schema, carrying the first error and the whole list."""
+    return Rejection("schema_invalid", errors.first.message, "validate", route, errors.first, errors)
 
 
 class TopicRouter:
@@ -80,13 +92,20 @@ def plan_message(
         document = codec.decode(value, max_message_bytes)
     except codec.DecodeError as exc:
         return Rejection("decode_error", str(exc), "decode")
-    if mode == "activity" and not _is_envelope(document):
+    if mode == "activity" and not is_envelope(document):
         return _plan_bare_activity(document, value, validators, default_datamart_id, allowed_datamarts)
     return _plan_envelope(mode, document, validators, default_datamart_id, allowed_datamarts)
 
 
-def _is_envelope(document: Any) -> bool:
-    return isinstance(document, dict) and "type" in document and "body" in document
+def is_envelope(document: Any) -> bool:
+    """Whether a message on an `activity` topic is an envelope: `type` and `body` and no `$`-prefixed root key.
+
+    Every User Activity field starts with `$` (and `$type`, `$session_status`, `$events` are required), while no
+    envelope field does, so the rule never reads a valid activity as an envelope, whatever custom keys it carries.
+    """
+    if not (isinstance(document, dict) and "type" in document and "body" in document):
+        return False
+    return not any(isinstance(key, str) and key.startswith("$") for key in document)
 
 
 def _plan_bare_activity(
@@ -96,9 +115,9 @@ def _plan_bare_activity(
     default_datamart_id: str | None,
     allowed_datamarts: frozenset[str],
 ) -> Job | Rejection:
-    error = validators.check("activity", document)
-    if error is not None:
-        return Rejection("schema_invalid", error.message, "validate", "activity", error)
+    errors = validators.check_all("activity", document)
+    if errors is not None:
+        return _invalid(errors, "activity")
     datamart = _datamart(None, default_datamart_id, allowed_datamarts)
     if isinstance(datamart, Rejection):
         return datamart
@@ -114,18 +133,17 @@ def _plan_envelope(  # noqa: PLR0911 - one early return per way an envelope can 
     default_datamart_id: str | None,
     allowed_datamarts: frozenset[str],
 ) -> Job | Rejection:
-    error = validators.check("envelope", document)
-    if error is not None:
-        return Rejection("schema_invalid", error.message, "validate", None, error)
+    errors = validators.check_all("envelope", document)
+    if errors is not None:
+        return _invalid(errors, None)
     route: Route = document["type"]
     if mode not in ("envelope", route):
         message = f"an envelope of type {route!r} on a topic routed to {mode!r}"
         return Rejection("unroutable", message, "route", route)
     body = document["body"]
-    error = validators.check(route, body)
-    if error is not None:
-        body_error = SchemaError(path="$.body" + error.path[1:], rule=error.rule, message=error.message)
-        return Rejection("schema_invalid", error.message, "validate", route, body_error)
+    errors = validators.check_all(route, body)
+    if errors is not None:
+        return _invalid(errors.under("$.body"), route)
     datamart = _datamart(document.get("datamart_id"), default_datamart_id, allowed_datamarts, route)
     if isinstance(datamart, Rejection):
         return datamart
@@ -134,25 +152,19 @@ def _plan_envelope(  # noqa: PLR0911 - one early return per way an envelope can 
     try:
         selector = selector_from_envelope(document["user_point"])
     except ValueError as exc:
-        path_error = SchemaError(path="$.user_point", rule="format", message=str(exc))
-        return Rejection("schema_invalid", str(exc), "validate", route, path_error)
+        return _invalid(SchemaErrors((SchemaError("$.user_point", "format", str(exc)),), 1), route)
     if route == "profile":
         return Job(
             "profile",
             datamart,
             codec.encode(body),
             selector=selector,
-            compartment_id=_id_text(document["compartment_id"]),
-            user_account_id=_id_text(document["user_account_id"]),
+            compartment_id=id_text(document["compartment_id"]),
+            user_account_id=id_text(document["user_account_id"]),
         )
     return Job(
-        "choice", datamart, codec.encode(body), selector=selector, processing_id=_id_text(document["processing_id"])
+        "choice", datamart, codec.encode(body), selector=selector, processing_id=id_text(document["processing_id"])
     )
-
-
-def _id_text(value: object) -> str:
-    """An id as its URL text: the schema accepts an integral float such as `1.0` as an integer, so it is one."""
-    return str(int(value)) if isinstance(value, float) else str(value)
 
 
 def _datamart(
@@ -165,7 +177,7 @@ def _datamart(
         if default_datamart_id is None:
             return Rejection("forbidden_datamart", "no datamart_id and no default datamart", "route", route)
         return default_datamart_id
-    datamart = _id_text(named)
+    datamart = id_text(named)
     if datamart not in allowed_datamarts:
         return Rejection("forbidden_datamart", "the datamart is not in the allowed list", "route", route)
     return datamart

@@ -2,8 +2,9 @@
 
 Input is NDJSON (one message per line) or one JSON array (when the first non-blank character is ``[``). Each message
 goes through the worker's own strict decoding (`codec.decode`: duplicate keys, NaN, size limit) and its validators,
-so a line that passes here passes the worker's decode and schema stages. Unlike `plan_message`, nothing depends on
-deployment settings: datamart permissions are not checked, because a file has no topic and no configuration.
+so a line that passes here passes the worker's decode and schema stages; every schema error of a message is
+reported (up to `worker.validation.MAX_LISTED_ERRORS`, with the count of the rest). Unlike `plan_message`, nothing
+depends on deployment settings: datamart permissions are not checked, because a file has no topic and no configuration.
 
 Exit status: 0 when every message is valid, 1 when any is not, 2 on a usage error (unreadable file).
 """
@@ -22,7 +23,8 @@ from typing import IO, Any, Final, Literal
 from worker import codec
 from worker.config import WorkerConfig
 from worker.mics.selectors import selector_from_envelope
-from worker.validation import SchemaError, Validators
+from worker.routing import is_envelope
+from worker.validation import SchemaError, SchemaErrors, Validators
 
 __all__ = [
     "DECODE_RULE",
@@ -45,12 +47,16 @@ _TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{},]|[^\s\[\]{},"]+')
 
 @dataclass(frozen=True, slots=True)
 class Failure:
-    """One invalid message: where it starts in the file and its most useful error."""
+    """One invalid message: where it starts in the file, its most useful error, and all its listed errors."""
 
     line: int
     path: str
     rule: str
     message: str
+    errors: tuple[SchemaError, ...] = ()
+    """Every listed error, the most useful (path, rule, message above) first."""
+    error_count: int = 1
+    """How many errors the message has, listed or not."""
 
 
 @dataclass(slots=True)
@@ -67,24 +73,24 @@ class FileReport:
         return self.total - self.valid
 
 
-def check_document(validators: Validators, schema: SchemaChoice, document: Any) -> SchemaError | None:
-    """Validate one decoded message the way the worker's validate stage does; `auto` picks envelope or activity."""
+def check_document(validators: Validators, schema: SchemaChoice, document: Any) -> SchemaErrors | None:
+    """Validate one decoded message the way the worker's validate stage does; `auto` reads it as an `activity`
+    topic does (`routing.is_envelope`), except that an envelope of any type is accepted."""
     name = schema
     if name == "auto":
-        is_envelope = isinstance(document, dict) and "type" in document and "body" in document
-        name = "envelope" if is_envelope else "activity"
-    error = validators.check(name, document)
-    if error is not None or name != "envelope":
-        return error
+        name = "envelope" if is_envelope(document) else "activity"
+    errors = validators.check_all(name, document)
+    if errors is not None or name != "envelope":
+        return errors
     route = document["type"]
-    error = validators.check(route, document["body"])
-    if error is not None:
-        return SchemaError(path="$.body" + error.path[1:], rule=error.rule, message=error.message)
+    errors = validators.check_all(route, document["body"])
+    if errors is not None:
+        return errors.under("$.body")
     if route != "activity":  # the worker ignores an activity's user_point, and addresses the others by it
         try:
             selector_from_envelope(document["user_point"])
         except ValueError as exc:
-            return SchemaError(path="$.user_point", rule="format", message=str(exc))
+            return SchemaErrors((SchemaError(path="$.user_point", rule="format", message=str(exc)),), 1)
     return None
 
 
@@ -101,13 +107,15 @@ def validate_stream(
     source = _open(stream, max_message_bytes)
     for key, item in source.items():
         report.total += 1
-        error = item if isinstance(item, SchemaError) else check_document(validators, schema, item)
-        if error is None:
+        errors = SchemaErrors((item,), 1) if isinstance(item, SchemaError) else check_document(validators, schema, item)
+        if errors is None:
             report.valid += 1
             continue
-        report.invalid_by_rule[error.rule] += 1
+        first = errors.first
+        report.invalid_by_rule[first.rule] += 1
         if len(report.failures) < max_listed:
-            report.failures.append(Failure(source.line(key), error.path, error.rule, error.message))
+            line = source.line(key)
+            report.failures.append(Failure(line, first.path, first.rule, first.message, errors.errors, errors.total))
     return report
 
 
@@ -227,7 +235,7 @@ def _split_array(data: bytes) -> list[tuple[int, int]] | None:
 
 
 def format_report(report: FileReport, name: str, output_format: Literal["text", "json"]) -> str:
-    """The report as text (one `NAME:LINE: PATH: RULE: MESSAGE` line per failure, then a summary) or one JSON object."""
+    """The report as text (one `NAME:LINE: PATH: RULE: MESSAGE` line per error, then a summary) or one JSON object."""
     if output_format == "json":
         document = {
             "file": name,
@@ -235,18 +243,42 @@ def format_report(report: FileReport, name: str, output_format: Literal["text", 
             "valid": report.valid,
             "invalid": report.invalid,
             "invalid_by_rule": dict(sorted(report.invalid_by_rule.items())),
-            "failures": [
-                {"line": f.line, "path": f.path, "rule": f.rule, "message": f.message} for f in report.failures
-            ],
+            "failures": [_failure_json(f) for f in report.failures],
         }
         return codec.encode(document).decode()
-    lines = [_printable(f"{name}:{f.line}: {f.path}: {f.rule}: {f.message}") for f in report.failures]
+    lines = [line for failure in report.failures for line in _failure_lines(name, failure)]
     if report.invalid > len(report.failures):
         lines.append(f"... {report.invalid - len(report.failures)} more invalid messages not listed")
     by_rule = ", ".join(f"{rule}={count}" for rule, count in sorted(report.invalid_by_rule.items()))
     summary = f"{report.total} messages: {report.valid} valid, {report.invalid} invalid"
     lines.append(summary + (f" ({by_rule})" if by_rule else ""))
     return "\n".join(lines)
+
+
+def _listed(failure: Failure) -> tuple[SchemaError, ...]:
+    return failure.errors or (SchemaError(failure.path, failure.rule, failure.message),)
+
+
+def _failure_json(failure: Failure) -> dict[str, object]:
+    """One failure as JSON: the most useful error's fields, then every listed error and the count."""
+    errors = [{"path": e.path, "rule": e.rule, "message": e.message} for e in _listed(failure)]
+    return {
+        "line": failure.line,
+        "path": failure.path,
+        "rule": failure.rule,
+        "message": failure.message,
+        "errors": errors,
+        "error_count": failure.error_count,
+    }
+
+
+def _failure_lines(name: str, failure: Failure) -> list[str]:
+    """One `NAME:LINE: PATH: RULE: MESSAGE` line per listed error, then how many more the message has."""
+    listed = _listed(failure)
+    lines = [_printable(f"{name}:{failure.line}: {e.path}: {e.rule}: {e.message}") for e in listed]
+    if failure.error_count > len(listed):
+        lines.append(f"{name}:{failure.line}: ... {failure.error_count - len(listed)} more errors in this message")
+    return lines
 
 
 def command(

@@ -1,9 +1,17 @@
-"""Compiled JSON Schema validators over ``schemas/``, answering with one structured error instead of raising.
+"""Compiled JSON Schema validators over ``schemas/``, answering with structured errors instead of raising.
 
 Every schema is compiled once by jsonschema-rs, the fastest correct draft 2020-12 validator measured
-(bench/VALIDATORS.md). A valid document costs one native ``is_valid`` call. Only a rejected document pays for
-``iter_errors``, from which the most useful single error is chosen: the deepest one, a plain keyword before a
-combinator (anyOf / oneOf / not), the first in schema order among equals.
+(bench/VALIDATORS.md). A valid document costs one native ``is_valid`` call. Only a document ``is_valid`` rejects
+takes the slow path, which applies the null rule and then lists every error:
+
+- **The null rule.** An object member whose value is ``null`` is treated as absent, everywhere (the mediarithmics
+  documentation's own examples send ``null`` for unset optional fields). It lives here, in one place, not as a
+  ``null`` alternative on every property: the slow path validates a copy without those members, so a document that
+  fails only because of nulls is accepted. A required member given ``null`` is still an error, reported with rule
+  ``type`` at its path. ``null`` items of an array are values, not absences, and are validated as such.
+- **Every error.** :class:`SchemaErrors` lists up to :data:`MAX_LISTED_ERRORS` errors of a document (most useful
+  first: the deepest one, a plain keyword before a combinator (anyOf / oneOf / not), schema order among equals)
+  with the total count; ``first`` is the single error the dead-letter headers carry.
 
 ``check`` never raises on a document: values that are not JSON (sets, bytes, non-string keys), NaN, huge
 integers and nesting of any depth come back as a :class:`SchemaError` when the schema reads them or the
@@ -29,9 +37,11 @@ from typing import Any, Final
 import jsonschema_rs
 
 __all__ = [
+    "MAX_LISTED_ERRORS",
     "PRUNE_DEPTH",
     "SCHEMA_FILES",
     "SchemaError",
+    "SchemaErrors",
     "SchemaLoadError",
     "UnknownSchemaName",
     "Validators",
@@ -49,6 +59,10 @@ SCHEMA_FILES: Final[Mapping[str, str]] = {
 PRUNE_DEPTH: Final = 32
 """Containers nested deeper than this are emptied before errors are computed; no schema looks that deep."""
 
+MAX_LISTED_ERRORS: Final = 10
+"""How many errors of one document are kept (the total is still counted): bounds DLQ headers and reports."""
+
+_SUMMARY_LIMIT: Final = 1000
 _DRAFT_2020_12: Final = "https://json-schema.org/draft/2020-12/schema"
 _MESSAGE_LIMIT: Final = 300
 _COMBINATORS: Final = frozenset({"anyOf", "oneOf", "not"})
@@ -69,6 +83,34 @@ class SchemaError:
     """The failing JSON Schema keyword: ``required``, ``type``, ``enum``, ``minItems``, ..."""
     message: str
     """One human-readable line."""
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaErrors:
+    """Every failure of one rejected document: the first :data:`MAX_LISTED_ERRORS`, most useful first, and how
+    many there were in all."""
+
+    errors: tuple[SchemaError, ...]
+    """At least one; ``errors[0]`` is the most useful."""
+    total: int
+    """How many errors the document has, listed or not."""
+
+    @property
+    def first(self) -> SchemaError:
+        """The most useful error: the one a single-error consumer (the DLQ's schema headers) reports."""
+        return self.errors[0]
+
+    def summary(self) -> str:
+        """One bounded line naming every listed error by path and rule, e.g. ``2 errors: $.$ts type; $ required``."""
+        noun = "error" if self.total == 1 else "errors"
+        listed = "; ".join(f"{error.path} {error.rule}" for error in self.errors)
+        more = f"; ... {self.total - len(self.errors)} more" if self.total > len(self.errors) else ""
+        return _bounded(f"{self.total} {noun}: {listed}{more}", _SUMMARY_LIMIT)
+
+    def under(self, prefix: str) -> SchemaErrors:
+        """The same errors with paths relative to ``prefix`` (``$.body``): a body validated on its own."""
+        moved = tuple(SchemaError(prefix + error.path[1:], error.rule, error.message) for error in self.errors)
+        return SchemaErrors(moved, self.total)
 
 
 class SchemaLoadError(Exception):
@@ -115,6 +157,11 @@ class Validators:
 
     def check(self, schema: str, document: object) -> SchemaError | None:
         """Return ``None`` when ``document`` is valid against ``schema``, else its most useful error."""
+        errors = self.check_all(schema, document)
+        return None if errors is None else errors.first
+
+    def check_all(self, schema: str, document: object) -> SchemaErrors | None:
+        """Return ``None`` when ``document`` is valid against ``schema`` (nulls being absences), else its errors."""
         compiled = self._compiled.get(schema)
         if compiled is None:
             known = ", ".join(sorted(self._compiled))
@@ -149,32 +196,41 @@ def _compile(path: Path) -> _Compiled:
     return _Compiled(validator=validator, source=source)
 
 
-def _explain(compiled: _Compiled, document: object) -> SchemaError:
-    """Compute the most useful error for a document ``is_valid`` rejected (or could not read)."""
+def _explain(compiled: _Compiled, document: object) -> SchemaErrors | None:
+    """Apply the null rule to a document ``is_valid`` rejected (or could not read), then list its errors."""
+    nulls: set[tuple[str | int, ...]] = set()
     try:
-        pruned = _json_copy(document, PRUNE_DEPTH)
+        pruned = _json_copy(document, PRUNE_DEPTH, (), nulls)
     except _NotJson as exc:
-        return SchemaError(_render_path(reversed(exc.location)), "type", _one_line(exc.message))
+        return _one(SchemaError(_render_path(reversed(exc.location)), "type", _one_line(exc.message)))
     try:
+        if nulls and compiled.validator.is_valid(pruned):
+            return None
         errors = list(compiled.validator.iter_errors(pruned))
     except Exception as exc:  # never expected once pruned; still, check must not raise
-        return SchemaError("$", "type", _one_line(f"document cannot be validated: {type(exc).__name__}"))
+        return _one(SchemaError("$", "type", _one_line(f"document cannot be validated: {type(exc).__name__}")))
     if not errors:
-        return SchemaError("$", "type", "document holds a value that is not JSON")
-    return _most_useful(compiled, errors)
+        return _one(SchemaError("$", "type", "document holds a value that is not JSON"))
+    return _ranked(compiled, errors, nulls)
 
 
-def _most_useful(compiled: _Compiled, errors: Iterable[jsonschema_rs.ValidationError]) -> SchemaError:
-    """The deepest error, a plain keyword before a combinator, the first among equals."""
-    best_rank: tuple[int, int] = (-1, -1)
-    best: SchemaError | None = None
-    for error in errors:
+def _one(error: SchemaError) -> SchemaErrors:
+    return SchemaErrors((error,), 1)
+
+
+def _ranked(
+    compiled: _Compiled, errors: Iterable[jsonschema_rs.ValidationError], nulls: set[tuple[str | int, ...]]
+) -> SchemaErrors:
+    """Every error, most useful first: the deepest, a plain keyword before a combinator, schema order among equals."""
+    ranked: list[tuple[tuple[int, int], int, SchemaError]] = []
+    for index, error in enumerate(errors):
         location, rule, message = _translate(compiled, error)
+        if rule == "required" and tuple(location) in nulls:
+            rule, message = "type", f"{location[-1]!r} is required and cannot be null"
         rank = (len(location), 0 if rule in _COMBINATORS else 1)
-        if rank > best_rank:
-            best_rank, best = rank, SchemaError(_render_path(location), rule, _one_line(message))
-    assert best is not None  # callers pass a non-empty list
-    return best
+        ranked.append((rank, index, SchemaError(_render_path(location), rule, _one_line(message))))
+    ranked.sort(key=lambda item: (-item[0][0], -item[0][1], item[1]))
+    return SchemaErrors(tuple(item[2] for item in ranked[:MAX_LISTED_ERRORS]), len(ranked))
 
 
 def _translate(compiled: _Compiled, error: jsonschema_rs.ValidationError) -> tuple[list[str | int], str, str]:
@@ -231,9 +287,13 @@ def _render_path(location: Iterable[str | int]) -> str:
 
 def _one_line(message: str) -> str:
     """Collapse to one line and bound the length: messages quote the offending value, which may be huge."""
-    flat = " ".join(message[: 2 * _MESSAGE_LIMIT].split())
-    if len(flat) > _MESSAGE_LIMIT or len(message) > 2 * _MESSAGE_LIMIT:
-        return flat[: _MESSAGE_LIMIT - 3] + "..."
+    return _bounded(message, _MESSAGE_LIMIT)
+
+
+def _bounded(text: str, limit: int) -> str:
+    flat = " ".join(text[: 2 * limit].split())
+    if len(flat) > limit or len(text) > 2 * limit:
+        return flat[: limit - 3] + "..."
     return flat
 
 
@@ -246,8 +306,9 @@ class _NotJson(Exception):
         self.location: list[str | int] = []
 
 
-def _json_copy(value: object, depth: int) -> object:
-    """A copy of ``value`` with containers nested deeper than ``depth`` emptied (same type, so verdicts hold).
+def _json_copy(value: object, depth: int, location: tuple[str | int, ...], nulls: set[tuple[str | int, ...]]) -> object:
+    """A copy of ``value`` without ``null`` object members (the null rule; their locations are added to ``nulls``)
+    and with containers nested deeper than ``depth`` emptied (same type, so verdicts hold).
 
     Raises :class:`_NotJson` for a value JSON cannot represent: jsonschema-rs would raise on it, or read NaN as
     null and report a confusing ``null``. Recursion is bounded by ``depth``.
@@ -259,8 +320,11 @@ def _json_copy(value: object, depth: int) -> object:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise _NotJson(f"object key {key!r} is not a string ({type(key).__name__})")
+            if item is None:
+                nulls.add((*location, key))
+                continue
             try:
-                copy[key] = _json_copy(item, depth - 1)
+                copy[key] = _json_copy(item, depth - 1, (*location, key), nulls)
             except _NotJson as exc:
                 exc.location.append(key)
                 raise
@@ -271,7 +335,7 @@ def _json_copy(value: object, depth: int) -> object:
         items: list[object] = []
         for index, item in enumerate(value):
             try:
-                items.append(_json_copy(item, depth - 1))
+                items.append(_json_copy(item, depth - 1, (*location, index), nulls))
             except _NotJson as exc:
                 exc.location.append(index)
                 raise

@@ -1,5 +1,6 @@
 """User point selectors, envelope parsing and path-segment encoding."""
 
+import json
 from urllib.parse import unquote
 
 import pytest
@@ -12,7 +13,9 @@ from worker.mics.selectors import (
     UserAgentId,
     UserPointId,
     UserPointUuid,
+    check_id,
     encode_segment,
+    id_text,
     selector_from_envelope,
 )
 
@@ -48,14 +51,29 @@ class TestEncodeSegment:
         assert unquote(encoded, errors="strict") == value
         assert not set(encoded) & set("/?#.=,;:@ \r\n")
 
-    @pytest.mark.parametrize("value", ["", -1, True, 1.5, None, b"x"])
+    @pytest.mark.parametrize("text", ["1e3", "1000.0", "1.0e+3"])
+    def test_an_integral_float_is_the_integer_it_denotes(self, text: str) -> None:
+        """JSON `1e3` or `1000.0` (a float once decoded) encodes as `1000`, as the integer would."""
+        value = json.loads(text)
+        assert isinstance(value, float)
+        assert encode_segment(value) == "1000"  # type: ignore[arg-type]
+        assert id_text(value) == "1000"
+        assert check_id(value, "x") == 1000
+
+    @pytest.mark.parametrize("value", ["", -1, -1.0, True, 1.5, float("nan"), float("inf"), None, b"x"])
     def test_rejects_values_that_are_not_ids(self, value: object) -> None:
-        """Empty strings, negative numbers, booleans and non-id types are refused."""
+        """Empty strings, negative or fractional numbers, booleans and non-id types are refused."""
         with pytest.raises(ValueError, match="non-empty string or a non-negative integer"):
             encode_segment(value)  # type: ignore[arg-type]
 
 
 class TestSelectors:
+    def test_integral_floats_are_stored_as_integers_in_every_form(self) -> None:
+        """Every numeric selector field treats `1.0` as `1`: equal selectors, equal path segments."""
+        assert UserPointId(77.0) == UserPointId(77)
+        assert UserAccount(3.0, 1e2) == UserAccount(3, 100)
+        assert UserAccount(3.0, 1e2).path_segment() == "compartment_id=3,user_account_id=100"
+
     def test_uuid_is_canonicalised(self) -> None:
         """A bare UUID selector is sent in lower case."""
         assert UserPointUuid(UUID.upper()).path_segment() == UUID

@@ -10,7 +10,7 @@ import pytest
 
 from worker.cli import main
 from worker.validate_file import DECODE_RULE, Failure, FileReport, SchemaChoice, format_report, validate_stream
-from worker.validation import Validators
+from worker.validation import SchemaError, Validators
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "schemas"
 SCHEMAS = ("activity", "profile", "choice", "envelope")
@@ -101,6 +101,20 @@ class TestNdjson:
         }
         [failure] = check(ndjson(envelope), validators).failures
         assert failure.path == "$.user_point"
+
+    def test_auto_reads_a_bare_activity_with_custom_type_and_body_as_an_activity(self, validators: Validators) -> None:
+        """`$`-prefixed root keys make it an activity (the worker's rule), so custom `type`/`body` do not matter."""
+        report = check(ndjson({**VISIT, "type": "purchase", "body": {"size": 42}}), validators)
+        assert (report.valid, report.failures) == (1, [])
+
+    def test_a_failure_lists_every_error_of_the_message(self, validators: Validators) -> None:
+        """Two defects in one message: one failure, both errors listed, the count two."""
+        [failure] = check(ndjson({**BAD_TS, "$session_status": "OPEN"}), validators).failures
+        assert [(e.path, e.rule) for e in failure.errors] == [
+            ("$.$events[0].$ts", "type"),
+            ("$.$session_status", "enum"),
+        ]
+        assert failure.error_count == 2
 
     def test_explicit_schema_is_applied_to_every_line(self, validators: Validators) -> None:
         """With `--schema envelope`, a bare activity is an invalid envelope."""
@@ -196,12 +210,33 @@ class TestCommand:
         assert main(["validate", "--format", "json", str(path)]) == 1
         document = json.loads(capsys.readouterr().out)
         assert document["invalid_by_rule"] == {"type": 1}
+        message = document["failures"][0]["message"]
         assert document["failures"][0] == {
             "line": 1,
             "path": "$.$events[0].$ts",
             "rule": "type",
-            "message": document["failures"][0]["message"],
+            "message": message,
+            "errors": [{"path": "$.$events[0].$ts", "rule": "type", "message": message}],
+            "error_count": 1,
         }
+
+    def test_text_lists_every_error_of_a_message(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """A message with two defects prints two lines, both at the message's line."""
+        path = tmp_path / "bad.ndjson"
+        path.write_bytes(ndjson({**BAD_TS, "$session_status": "OPEN"}))
+        assert main(["validate", str(path)]) == 1
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0].startswith(f"{path}:1: $.$events[0].$ts: type: ")
+        assert lines[1].startswith(f"{path}:1: $.$session_status: enum: ")
+        assert lines[2] == "1 messages: 0 valid, 1 invalid (type=1)"
+
+    def test_text_counts_the_errors_beyond_the_listed_ones(self) -> None:
+        """A message with more errors than listed says how many more."""
+        listed = tuple(SchemaError(f"$.$events[{i}].$ts", "type", "m") for i in range(10))
+        failure = Failure(4, "$.$events[0].$ts", "type", "m", listed, 25)
+        text = format_report(FileReport(total=1, failures=[failure]), "f.ndjson", "text")
+        assert "f.ndjson:4: $.$events[9].$ts: type: m" in text
+        assert "f.ndjson:4: ... 15 more errors in this message" in text
 
     def test_control_characters_in_the_text_report_are_escaped(self) -> None:
         """Whatever a message carries, the text report cannot send terminal escape sequences."""

@@ -175,6 +175,48 @@ class TestPlanJobs:
         assert job(plan(validators, "profile", profile_envelope(user_point=user_point))).selector == selector
         assert job(plan(validators, "choice", choice_envelope(user_point=user_point))).selector == selector
 
+    @pytest.mark.parametrize(
+        ("user_point", "selector"),
+        [
+            ({"user_point_id": 1e3}, UserPointId(1000)),
+            ({"compartment_id": 3.0, "user_account_id": 1.0}, UserAccount(3, 1)),
+        ],
+        ids=["exponent", "point-zero"],
+    )
+    def test_integral_float_ids_are_the_integers_they_denote(
+        self, validators: Validators, user_point: object, selector: object
+    ) -> None:
+        """`1e3` and `1.0` are accepted in a selector as they are in datamart_id, and become the same path text."""
+        profile = job(plan(validators, "profile", profile_envelope(user_point=user_point, compartment_id=1.0)))
+        assert profile.selector == selector
+        assert profile.compartment_id == "1"
+        choice = job(plan(validators, "choice", choice_envelope(user_point=user_point, processing_id=42.0)))
+        assert (choice.selector, choice.processing_id) == (selector, "42")
+        activity = job(plan(validators, "envelope", activity_envelope(datamart_id=7.0)))
+        assert activity.datamart_id == OTHER_DATAMART
+
+    def test_a_bare_activity_with_custom_type_and_body_fields_is_an_activity(self, validators: Validators) -> None:
+        """Its `$` root keys make it an activity: it is forwarded byte for byte, not read as an envelope."""
+        value = orjson.dumps({**ACTIVITY, "type": "purchase", "body": {"sku": "A-1"}})
+        outcome = job(plan(validators, "activity", value))
+        assert (outcome.route, outcome.body) == ("activity", value)
+
+    def test_an_object_with_type_and_body_and_no_dollar_key_is_an_envelope(self, validators: Validators) -> None:
+        """Without `$` root keys the same shape is an envelope, validated as one (a bad type is named there)."""
+        assert job(plan(validators, "activity", activity_envelope())).body == orjson.dumps(ACTIVITY)
+        outcome = rejection(plan(validators, "activity", {"type": "purchase", "body": {}}))
+        assert outcome.schema_error is not None
+        assert (outcome.schema_error.path, outcome.schema_error.rule) == ("$.type", "enum")
+
+    def test_nulls_are_forwarded_as_sent(self, validators: Validators) -> None:
+        """An activity accepted because its nulls count as absent is still forwarded with its nulls."""
+        value = orjson.dumps({**ACTIVITY, "$user_account_id": None, "$location": None})
+        assert job(plan(validators, "activity", value)).body == value
+        envelope = activity_envelope(body={**ACTIVITY, "$email_hash": None}, datamart_id=None)
+        outcome = job(plan(validators, "envelope", envelope))
+        assert orjson.loads(outcome.body)["$email_hash"] is None
+        assert outcome.datamart_id == DEFAULT_DATAMART
+
     def test_a_datamart_is_required_only_when_there_is_no_default(self, validators: Validators) -> None:
         """Without a default, an envelope naming an allowed datamart still goes through."""
         outcome = job(plan(validators, "profile", profile_envelope(datamart_id=OTHER_DATAMART), default=None))
@@ -221,6 +263,19 @@ class TestPlanRejections:
         assert outcome.schema_error is not None
         assert (outcome.schema_error.path, outcome.schema_error.rule) == ("$.$events[0].$ts", "type")
         assert outcome.message == outcome.schema_error.message
+
+    def test_a_rejection_carries_every_schema_error(self, validators: Validators) -> None:
+        """All defects of a body are on the rejection, under `$.body`, the first being `schema_error`."""
+        body = {**CHOICE, "$choice_ts": -1, "$choice_acceptance_value": "yes"}
+        outcome = rejection(plan(validators, "choice", choice_envelope(body=body)))
+        assert outcome.schema_errors is not None
+        assert outcome.schema_errors.total == 2
+        assert {(e.path, e.rule) for e in outcome.schema_errors.errors} == {
+            ("$.body.$choice_ts", "minimum"),
+            ("$.body.$choice_acceptance_value", "type"),
+        }
+        assert outcome.schema_error == outcome.schema_errors.first
+        assert outcome.schema_errors.summary().startswith("2 errors: $.body.")
 
     def test_a_non_object_on_an_activity_topic_is_schema_invalid(self, validators: Validators) -> None:
         """JSON that is not an object is not an activity: the error is at the root."""

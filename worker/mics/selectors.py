@@ -14,6 +14,7 @@ unicode inert. Selector forms follow the mediarithmics user point API::
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from collections.abc import Mapping
@@ -27,16 +28,26 @@ _UUID_TEXT = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-
 
 
 def check_id(value: object, what: str) -> str | int:
-    """Return ``value`` if it is a usable id (a non-empty str or a non-negative int), else raise ValueError.
+    """Return ``value`` as a usable id (a non-empty str or a non-negative int), else raise ValueError.
 
-    An empty segment would turn ``a/<id>/b`` into ``a//b``, which some proxies collapse into ``a/b``.
+    An integral float (``1e3``, ``1.0``: JSON numbers the schemas accept as integers) is the integer it denotes,
+    so every id field treats it the same way: ``1.0`` and ``1`` name the same resource. An empty segment would
+    turn ``a/<id>/b`` into ``a//b``, which some proxies collapse into ``a/b``.
     """
     if isinstance(value, str):
         if value:
             return value
-    elif isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
+    elif isinstance(value, int) and not isinstance(value, bool):
+        if value >= 0:
+            return value
+    elif isinstance(value, float) and math.isfinite(value) and value.is_integer() and value >= 0:
+        return int(value)
     raise ValueError(f"{what} must be a non-empty string or a non-negative integer")
+
+
+def id_text(value: object, what: str = "an id") -> str:
+    """An id as its text in a URL or a comparison: ``1.0``, ``1`` and ``"1"`` are all ``"1"``."""
+    return str(check_id(value, what))
 
 
 def encode_segment(value: str | int) -> str:
@@ -72,7 +83,7 @@ class UserPointId:
     value: str | int
 
     def __post_init__(self) -> None:
-        check_id(self.value, "user_point_id")
+        object.__setattr__(self, "value", check_id(self.value, "user_point_id"))
 
     def path_segment(self) -> str:
         """The selector as one path segment."""
@@ -86,7 +97,7 @@ class UserAgentId:
     value: str | int
 
     def __post_init__(self) -> None:
-        check_id(self.value, "user_agent_id")
+        object.__setattr__(self, "value", check_id(self.value, "user_agent_id"))
 
     def path_segment(self) -> str:
         """The selector as one path segment."""
@@ -101,8 +112,8 @@ class UserAccount:
     user_account_id: str | int
 
     def __post_init__(self) -> None:
-        check_id(self.compartment_id, "compartment_id")
-        check_id(self.user_account_id, "user_account_id")
+        object.__setattr__(self, "compartment_id", check_id(self.compartment_id, "compartment_id"))
+        object.__setattr__(self, "user_account_id", check_id(self.user_account_id, "user_account_id"))
 
     def path_segment(self) -> str:
         """The selector as one path segment."""
@@ -121,7 +132,7 @@ class EmailHash:
     value: str | int
 
     def __post_init__(self) -> None:
-        check_id(self.value, "email_hash")
+        object.__setattr__(self, "value", check_id(self.value, "email_hash"))
 
     def path_segment(self) -> str:
         """The selector as one path segment."""

@@ -18,6 +18,7 @@ from typing import Protocol
 import orjson
 from aiohttp import web
 
+from worker.mics.selectors import id_text
 from worker.sandbox import replies
 from worker.sandbox.bodies import read_capped
 from worker.sandbox.faults import Fault
@@ -218,6 +219,16 @@ class TrackingApi:
 
 
 def _require_same(body: JsonObject, field: str, path_value: str) -> None:
-    """A body id, when present, must name the same thing as the path (compared as text)."""
-    if field in body and str(body[field]) != path_value:
-        raise _reject(400, f"Invalid body at $.{field}: {body[field]!r} does not match the path's {path_value!r}")
+    """A body id, when present, must name the same thing as the path, compared as id text (``1.0`` is ``1``).
+
+    A ``null`` id is absent, as the validators' null rule has it.
+    """
+    value = body.get(field)
+    if value is None:
+        return
+    try:
+        same = id_text(value) == path_value
+    except ValueError:
+        same = False
+    if not same:
+        raise _reject(400, f"Invalid body at $.{field}: {value!r} does not match the path's {path_value!r}")
