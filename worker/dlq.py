@@ -31,12 +31,21 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import IO, Any, Final, Literal
+from typing import IO, Final, Literal
 
 from worker import __version__, codec
 from worker.config import ENV_PREFIX, KAFKA_PREFIX, ConfigError, WorkerConfig
 from worker.deadletter import CONNECT_PREFIX, MICS_PREFIX, TRUNCATED_HEADER, is_context_header
-from worker.kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from worker.kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+    make_reader,
+    make_replay_producer,
+)
 from worker.snapshot import SnapshotError, SnapshotReader
 
 __all__ = [
@@ -64,9 +73,6 @@ REPLAY_COUNT_HEADER: Final = "mics.replay.count"
 """How many times a record was replayed; kept when it is dead-lettered again (it is not a context header)."""
 
 _VALUE_PREVIEW_BYTES: Final = 200
-# Settings of the other client role: librdkafka warns about them, so each client gets only its own.
-_PRODUCER_ONLY: Final = ("linger", "batch.", "message.timeout", "acks", "enable.idempotence", "compression")
-_CONSUMER_ONLY: Final = ("group.", "partition.assignment", "session.timeout", "heartbeat", "max.poll", "auto.offset")
 
 
 class DlqError(RuntimeError):
@@ -116,40 +122,16 @@ class DlqSettings:
 
     def consumer(self, group_id: str) -> Consumer:
         """A consumer that never commits on its own; replay commits explicitly, inspect not at all."""
-        settings: dict[str, Any] = {
-            "bootstrap.servers": self.bootstrap_servers,
-            "client.id": f"mics-worker-dlq-tool/{__version__}",
-            "auto.offset.reset": "earliest",
-        }
-        settings.update(_role_properties(self.kafka_properties, skip=_PRODUCER_ONLY))
-        settings.update(
-            {
-                "group.id": group_id,
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "enable.partition.eof": True,
-                "logger": log,
-            }
+        return make_reader(
+            self.bootstrap_servers,
+            self.kafka_properties,
+            group_id=group_id,
+            client_id=f"mics-worker-dlq-tool/{__version__}",
         )
-        return Consumer(settings)
 
     def producer(self) -> Producer:
-        """The replay producer: idempotent and `acks=all`, whatever the overrides say."""
-        settings: dict[str, Any] = {
-            "bootstrap.servers": self.bootstrap_servers,
-            "client.id": f"mics-worker-dlq-replay/{__version__}",
-            # The Java client's default: a keyed record lands where most producers would have put it.
-            "partitioner": "murmur2_random",
-            "linger.ms": 5,
-            "message.timeout.ms": 30_000,
-        }
-        settings.update(_role_properties(self.kafka_properties, skip=_CONSUMER_ONLY))
-        settings.update({"enable.idempotence": True, "acks": "all", "logger": log})
-        return Producer(settings)
-
-
-def _role_properties(properties: Mapping[str, str], skip: tuple[str, ...]) -> dict[str, str]:
-    return {key: value for key, value in properties.items() if not key.startswith(skip)}
+        """The replay producer: idempotent and `acks=all`, like the worker's dead-letter producer."""
+        return make_replay_producer(self.bootstrap_servers, self.kafka_properties)
 
 
 # -- one dead-letter record ----------------------------------------------------------------------------------------
