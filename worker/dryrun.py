@@ -9,25 +9,22 @@ dead-letter per reason before any HTTP outcome (API errors cannot be known witho
 
 from __future__ import annotations
 
-import logging
 import re
 import uuid
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
 
+from worker import __version__
 from worker.config import ENV_PREFIX, WorkerConfig
 from worker.dlq import printable
-from worker.kafka import Consumer, consumer_settings
+from worker.kafka import Consumer, make_reader
 from worker.routing import Rejection, TopicRouter, plan_message
 from worker.snapshot import SnapshotReader
 from worker.validation import Validators
 
-__all__ = ["DryRunReport", "RejectedExample", "config_for_dry_run", "dry_run", "format_dry_run"]
-
-log = logging.getLogger(__name__)
+__all__ = ["DryRunReport", "RejectedExample", "config_for_dry_run", "dry_run", "dry_run_consumer", "format_dry_run"]
 
 _PLACEHOLDER_TOKEN = "dry-run-sends-nothing"  # noqa: S105 - not a secret: never sent anywhere
 
@@ -73,7 +70,7 @@ def dry_run(
 ) -> DryRunReport:
     """Read the configured topics to their current end and count what would be sent and dead-lettered."""
     group_id = group or f"mics-worker-dry-run-{uuid.uuid4().hex}"
-    consumer = Consumer(_settings(config, group_id))
+    consumer = dry_run_consumer(config, group_id)
     try:
         topics = _topics(consumer, config, timeout_s)
         report = DryRunReport(topics=tuple(topics), group=group_id)
@@ -105,13 +102,14 @@ def dry_run(
     return report
 
 
-def _settings(config: WorkerConfig, group_id: str) -> dict[str, Any]:
-    """The worker's consumer settings (security, tuning), minus everything that would touch the group's offsets."""
-    settings = consumer_settings(config)
-    for joining_only in ("group.protocol", "partition.assignment.strategy", "statistics.interval.ms"):
-        settings.pop(joining_only, None)  # partitions are assigned, never joined
-    settings.update({"group.id": group_id, "enable.auto.commit": False, "enable.partition.eof": True, "logger": log})
-    return settings
+def dry_run_consumer(config: WorkerConfig, group_id: str) -> Consumer:
+    """A consumer with the worker's connection and security settings that assigns partitions and never commits."""
+    return make_reader(
+        config.bootstrap_servers,
+        config.kafka_properties,
+        group_id=group_id,
+        client_id=f"mics-worker-dry-run/{__version__}",
+    )
 
 
 def _topics(consumer: Consumer, config: WorkerConfig, timeout_s: float) -> list[str]:

@@ -1,17 +1,22 @@
-"""The only module that builds confluent-kafka clients: consumer and DLQ producer settings live here.
+"""The only module that builds confluent-kafka clients and their settings, for the worker and every tool.
+
+One function, `client_settings`, turns a role, the bootstrap servers and the operator's `MICS_WORKER_KAFKA_*`
+properties into librdkafka settings, so the worker and the DLQ tools and the dry run filter properties by client role
+alike and refuse the same overrides.
 
 Settings chosen for at-least-once: offsets are *stored* by the pipeline only after a message is delivered or its
 dead-letter write is acknowledged (`enable.auto.offset.store=false`), and librdkafka's auto-commit sends what was
 stored; rebalances and shutdown commit synchronously. Anything from `MICS_WORKER_KAFKA_*` overrides these defaults
-(SASL, SSL, tuning), except the three settings the guarantee rests on.
+(SASL, SSL, tuning), except the three settings the guarantee rests on: overriding those is refused, for the worker
+and the tools alike (the tools run with the worker's environment).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -25,39 +30,86 @@ __all__ = [
     "KafkaException",
     "Message",
     "Producer",
+    "Role",
     "TopicPartition",
+    "client_settings",
     "consumer_settings",
     "make_consumer",
     "make_dlq_producer",
+    "make_reader",
+    "make_replay_producer",
     "producer_settings",
+    "reader_settings",
+    "replay_producer_settings",
+    "role_properties",
     "subscription",
 ]
+
+Role = Literal["consumer", "producer"]
 
 log = logging.getLogger(__name__)
 # While a broker is down librdkafka reports every failed reconnect, dozens a second per client: one a kind per 30 s.
 log.addFilter(RepeatFilter(interval_s=30.0))
 
-# The at-least-once guarantee depends on these; user overrides of them are refused at start-up.
-_PINNED_CONSUMER = {"enable.auto.offset.store": False}
-_PINNED_PRODUCER = {"enable.idempotence": True, "acks": "all"}
+# The at-least-once guarantee depends on these; user overrides of them are refused.
+_PINNED: dict[Role, dict[str, Any]] = {
+    "consumer": {"enable.auto.offset.store": False},
+    "producer": {"enable.idempotence": True, "acks": "all"},
+}
 _PINNED_ALIASES = {"request.required.acks": "acks"}
-_CONSUMER_ONLY = (
-    "group.", "partition.assignment", "session.timeout", "heartbeat", "max.poll", "auto.offset", "auto.commit",
-    "enable.auto.commit", "fetch.", "isolation.level", "queued.", "check.crcs", "enable.partition.eof",
-)  # fmt: skip
-_PRODUCER_ONLY = (
-    "linger", "batch.", "message.timeout", "acks", "request.required.acks", "enable.idempotence", "compression",
-    "delivery.timeout", "retries", "message.send.max.retries", "queue.buffering.", "request.timeout",
-    "transactional.", "partitioner", "sticky.partitioning",
-)  # fmt: skip
+# Properties librdkafka defines for one role only: the other role's client never gets them (librdkafka warns).
+_ROLE_ONLY: dict[Role, tuple[str, ...]] = {
+    "consumer": (
+        "group.", "partition.assignment", "session.timeout", "heartbeat", "max.poll", "auto.offset", "auto.commit",
+        "enable.auto.commit", "enable.auto.offset.store", "fetch.", "isolation.level", "queued.", "check.crcs",
+        "enable.partition.eof",
+    ),
+    "producer": (
+        "linger", "batch.", "message.timeout", "acks", "request.required.acks", "enable.idempotence", "compression",
+        "delivery.timeout", "retries", "message.send.max.retries", "queue.buffering.", "request.timeout",
+        "transactional.", "partitioner", "sticky.partitioning",
+    ),
+}  # fmt: skip
+_OTHER_ROLE: dict[Role, Role] = {"consumer": "producer", "producer": "consumer"}
+
+
+def client_settings(
+    role: Role,
+    bootstrap_servers: str,
+    kafka_properties: Mapping[str, str],
+    *,
+    client_id: str,
+    defaults: Mapping[str, Any] | None = None,
+    fixed: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """librdkafka settings for one client, in order of precedence (lowest first):
+
+    bootstrap servers, client id and the caller's `defaults`; the operator's properties for this role (the other
+    role's are dropped); the caller's `fixed` settings (what the caller's own correctness needs, e.g. a tool that
+    never commits); the role's pinned at-least-once settings, which an operator property may not override
+    (ValueError).
+    """
+    names = {_PINNED_ALIASES.get(name, name) for name in kafka_properties}
+    overridden = sorted(set(_PINNED[role]) & names)
+    if overridden:
+        raise ValueError(f"these Kafka properties cannot be overridden (at-least-once needs them): {overridden}")
+    settings: dict[str, Any] = {"bootstrap.servers": bootstrap_servers, "client.id": client_id, **(defaults or {})}
+    settings.update(role_properties(role, kafka_properties))
+    settings.update(fixed or {})
+    settings.update(_PINNED[role])
+    return settings
+
+
+def role_properties(role: Role, kafka_properties: Mapping[str, str]) -> dict[str, str]:
+    """The operator's properties a client of `role` gets: all but those librdkafka defines for the other role."""
+    skip = _ROLE_ONLY[_OTHER_ROLE[role]]
+    return {key: value for key, value in kafka_properties.items() if not key.startswith(skip)}
 
 
 def consumer_settings(config: WorkerConfig) -> dict[str, Any]:
     """librdkafka consumer properties for the worker's group."""
-    settings: dict[str, Any] = {
-        "bootstrap.servers": config.bootstrap_servers,
+    defaults: dict[str, Any] = {
         "group.id": config.group_id,
-        "client.id": f"mics-worker/{__version__}",
         "enable.auto.commit": True,
         "auto.commit.interval.ms": 1000,
         "auto.offset.reset": "earliest",
@@ -67,31 +119,57 @@ def consumer_settings(config: WorkerConfig) -> dict[str, Any]:
         "max.poll.interval.ms": 300_000,
     }
     if config.group_protocol == "consumer":
-        settings["group.protocol"] = "consumer"  # KIP-848: the broker assigns; no client-side strategy
+        defaults["group.protocol"] = "consumer"  # KIP-848: the broker assigns; no client-side strategy
     else:
-        settings["partition.assignment.strategy"] = "cooperative-sticky"
-        settings["session.timeout.ms"] = 45_000
+        defaults["partition.assignment.strategy"] = "cooperative-sticky"
+        defaults["session.timeout.ms"] = 45_000
     if config.group_instance_id:
-        settings["group.instance.id"] = config.group_instance_id
-    settings.update(_role_properties(config, skip=_PRODUCER_ONLY))
-    _refuse_overrides(config, _PINNED_CONSUMER)
-    settings.update(_PINNED_CONSUMER)
-    return settings
+        defaults["group.instance.id"] = config.group_instance_id
+    return client_settings(
+        "consumer",
+        config.bootstrap_servers,
+        config.kafka_properties,
+        client_id=f"mics-worker/{__version__}",
+        defaults=defaults,
+    )
 
 
 def producer_settings(config: WorkerConfig) -> dict[str, Any]:
     """librdkafka producer properties for the idempotent dead-letter producer."""
-    settings: dict[str, Any] = {
-        "bootstrap.servers": config.bootstrap_servers,
-        "client.id": f"mics-worker-dlq/{__version__}",
-        "linger.ms": 5,
+    return client_settings(
+        "producer",
+        config.bootstrap_servers,
+        config.kafka_properties,
+        client_id=f"mics-worker-dlq/{__version__}",
         # A DLQ that cannot be written must be noticed in seconds, not librdkafka's default five minutes.
-        "message.timeout.ms": 30_000,
-    }
-    settings.update(_role_properties(config, skip=_CONSUMER_ONLY))
-    _refuse_overrides(config, _PINNED_PRODUCER)
-    settings.update(_PINNED_PRODUCER)
-    return settings
+        defaults={"linger.ms": 5, "message.timeout.ms": 30_000},
+    )
+
+
+def reader_settings(
+    bootstrap_servers: str, kafka_properties: Mapping[str, str], *, group_id: str, client_id: str
+) -> dict[str, Any]:
+    """A tool's consumer (dlq inspect/replay, dry run): assigns partitions itself and never commits on its own."""
+    return client_settings(
+        "consumer",
+        bootstrap_servers,
+        kafka_properties,
+        client_id=client_id,
+        defaults={"auto.offset.reset": "earliest"},
+        fixed={"group.id": group_id, "enable.auto.commit": False, "enable.partition.eof": True},
+    )
+
+
+def replay_producer_settings(bootstrap_servers: str, kafka_properties: Mapping[str, str]) -> dict[str, Any]:
+    """`dlq replay`'s producer: idempotent and `acks=all` like the worker's, keyed records placed as Java would."""
+    return client_settings(
+        "producer",
+        bootstrap_servers,
+        kafka_properties,
+        client_id=f"mics-worker-dlq-replay/{__version__}",
+        # The Java client's default: a keyed record lands where most producers would have put it.
+        defaults={"partitioner": "murmur2_random", "linger.ms": 5, "message.timeout.ms": 30_000},
+    )
 
 
 def subscription(config: WorkerConfig) -> list[str]:
@@ -126,15 +204,20 @@ def make_dlq_producer(config: WorkerConfig, on_error: Callable[[KafkaError], Non
     return Producer(settings)
 
 
-def _role_properties(config: WorkerConfig, skip: tuple[str, ...]) -> dict[str, str]:
-    return {key: value for key, value in config.kafka_properties.items() if not key.startswith(skip)}
+def make_reader(
+    bootstrap_servers: str, kafka_properties: Mapping[str, str], *, group_id: str, client_id: str
+) -> Consumer:
+    """Create a tool's consumer (`reader_settings`); librdkafka logs go to the `worker.kafka` logger."""
+    settings = reader_settings(bootstrap_servers, kafka_properties, group_id=group_id, client_id=client_id)
+    settings["logger"] = log
+    return Consumer(settings)
 
 
-def _refuse_overrides(config: WorkerConfig, pinned: dict[str, Any]) -> None:
-    names = {_PINNED_ALIASES.get(name, name) for name in config.kafka_properties}
-    overridden = sorted(set(pinned) & names)
-    if overridden:
-        raise ValueError(f"these Kafka properties cannot be overridden (at-least-once needs them): {overridden}")
+def make_replay_producer(bootstrap_servers: str, kafka_properties: Mapping[str, str]) -> Producer:
+    """Create `dlq replay`'s producer (`replay_producer_settings`)."""
+    settings = replay_producer_settings(bootstrap_servers, kafka_properties)
+    settings["logger"] = log
+    return Producer(settings)
 
 
 def _on_error(forward: Callable[[KafkaError], None] | None, error: KafkaError) -> None:

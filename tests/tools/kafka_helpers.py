@@ -1,7 +1,8 @@
-"""Small Kafka helpers for the operator-tool tests: fill a topic, read it all back, build dead-letter headers.
+"""Small Kafka helpers for the operator-tool tests: fill a topic, read it all back, build dead-letter records.
 
 They use confluent-kafka directly and share no code with the tools under test, so a test's view of a topic
-does not depend on the reader it checks.
+does not depend on the reader it checks. Dead-letter records are built by the worker's own writer
+(`worker.deadletter`), so the tools are tested against the format the worker produces.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
-from worker.deadletter import DeadLetter, context_headers
+from worker.deadletter import DeadLetter, dead_letter_record, reduced_record
 
-Headers = list[tuple[str, bytes]]
+Headers = Sequence[tuple[str, bytes | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,22 +24,33 @@ class Record:
 
     value: bytes | None
     key: bytes | None = None
-    headers: Sequence[tuple[str, bytes]] = ()
+    headers: Headers = ()
     partition: int | None = None
 
 
-def dead_letter_headers(
+def dead_letter(
     letter: DeadLetter,
+    value: bytes | None,
     *,
+    key: bytes | None = None,
     source: tuple[str, int, int] = ("events", 0, 0),
-    original: Iterable[tuple[str, bytes]] = (),
+    original: Headers = (),
     at_ms: int | None = None,
-) -> Headers:
-    """The headers the pipeline writes on a DLQ record; `at_ms` pins the `mics.dlq.time` header."""
-    headers = list(original) + context_headers(*source, letter)
+    partition: int | None = None,
+    reduced: bool = False,
+) -> Record:
+    """A DLQ record as the worker writes it for a source record (`source`: topic, partition, offset) carrying
+    `original` headers; `reduced` writes the bounded form; `at_ms` pins the `mics.dlq.time` header."""
+    topic, source_partition, offset = source
+    written = dead_letter_record(
+        letter, topic=topic, partition=source_partition, offset=offset, key=key, value=value, original_headers=original
+    )
+    if reduced:
+        written = reduced_record(written)
+    headers = written.headers
     if at_ms is not None:
         headers = [(n, str(at_ms).encode() if n == "mics.dlq.time" else v) for n, v in headers]
-    return headers
+    return Record(written.value, key=written.key, headers=headers, partition=partition)
 
 
 def produce(bootstrap_servers: str, topic: str, records: Iterable[Record]) -> None:

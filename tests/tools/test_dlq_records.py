@@ -6,8 +6,9 @@ import pytest
 
 from worker.cli import main
 from worker.config import ConfigError
-from worker.deadletter import DeadLetter, context_headers
+from worker.deadletter import DeadLetter, dead_letter_record
 from worker.dlq import (
+    ESCAPED_REPLAY_COUNT_HEADER,
     REPLAY_COUNT_HEADER,
     DeadLetterRecord,
     DlqSettings,
@@ -29,8 +30,18 @@ def dead_letter(
     timestamp_ms: int = 1_700_000_000_000,
     value: bytes = b'{"k": 1}',
 ) -> DeadLetterRecord:
-    """A DLQ record as the pipeline writes it: the original headers, then the context headers."""
-    headers: list[tuple[str, str | bytes | None]] = [*(original or []), *context_headers(*source, letter)]
+    """A DLQ record as the worker writes it: the original headers (reserved names escaped), then the context."""
+    topic, partition, offset = source
+    written = dead_letter_record(
+        letter,
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        key=b"user-1",
+        value=value,
+        original_headers=original or [],
+    )
+    headers: list[tuple[str, str | bytes | None]] = list(written.headers)
     message = Message(
         topic="dlq", partition=0, offset=7, key=b"user-1", value=value, headers=headers, timestamp=(1, timestamp_ms)
     )
@@ -72,11 +83,49 @@ class TestDeadLetterRecord:
         assert record.replay_count == 2
         assert record.replay_headers() == [(REPLAY_COUNT_HEADER, b"3")]
 
-    def test_malformed_replay_count_counts_as_zero(self) -> None:
-        """A replay count that is not a number is read as 0 and rewritten properly."""
-        record = dead_letter(original=[(REPLAY_COUNT_HEADER, b"lots")])
+    @pytest.mark.parametrize(
+        "count", [b"lots", b"-1", "\u00b2".encode(), b"9" * 5000], ids=["word", "negative", "superscript", "huge"]
+    )
+    def test_malformed_replay_count_counts_as_zero(self, count: bytes) -> None:
+        """A replay count that is not a small non-negative number is read as 0 (never raises) and rewritten."""
+        record = dead_letter(original=[(REPLAY_COUNT_HEADER, count)])
         assert record.replay_count == 0
         assert record.replay_headers() == [(REPLAY_COUNT_HEADER, b"1")]
+
+    def test_the_count_comes_from_its_escaped_name(self) -> None:
+        """The worker escapes the count a replayed record carried; that header is the one read."""
+        record = dead_letter(original=[(REPLAY_COUNT_HEADER, b"2")])
+        assert (ESCAPED_REPLAY_COUNT_HEADER, b"2") in record.headers
+        assert REPLAY_COUNT_HEADER not in dict(record.headers)
+
+    def test_a_bare_count_is_read_only_from_a_record_written_before_escaping(self) -> None:
+        """An earlier worker kept `mics.replay.count` under its own name: read when no escaped count is there."""
+        legacy = DeadLetterRecord.from_message(
+            Message(topic="dlq", partition=0, offset=0, headers=[(REPLAY_COUNT_HEADER, b"2")])
+        )
+        assert legacy.replay_count == 2
+        both = DeadLetterRecord.from_message(
+            Message(
+                topic="dlq",
+                partition=0,
+                offset=0,
+                headers=[(REPLAY_COUNT_HEADER, b"5"), (ESCAPED_REPLAY_COUNT_HEADER, b"1")],
+            )
+        )
+        assert both.replay_count == 1
+        assert both.replay_headers() == [(REPLAY_COUNT_HEADER, b"2")]
+
+    def test_replay_restores_one_level_of_escaped_names(self) -> None:
+        """Source headers named like the worker's come back under their own names, `mics.original.*` ones too."""
+        original = [("mics.dlq.reason", b"forged"), ("mics.original.x", b"1"), ("__connect.errors.topic", b"t")]
+        record = dead_letter(original=original)
+        assert record.reason == "http_503"
+        assert record.replay_headers() == [*original, (REPLAY_COUNT_HEADER, b"1")]
+
+    def test_a_forged_truncation_header_does_not_make_a_record_reduced(self) -> None:
+        """Only the worker's own `mics.dlq.value.truncated` / `mics.dlq.reduced` mark a record as reduced."""
+        record = dead_letter(original=[("mics.dlq.value.truncated", b"99"), ("mics.dlq.reduced", b"value=99")])
+        assert record.reduced is None
 
 
 class TestSelection:
@@ -166,6 +215,12 @@ class TestSettings:
         with pytest.raises(ConfigError, match="MICS_WORKER_BOOTSTRAP_SERVERS"):
             DlqSettings.from_env({})
 
+    @pytest.mark.parametrize("variable", ["MICS_WORKER_KAFKA_ACKS", "MICS_WORKER_KAFKA_ENABLE_AUTO_OFFSET_STORE"])
+    def test_an_override_the_worker_refuses_is_refused_here_too(self, variable: str) -> None:
+        """The tools run with the worker's environment and refuse the same pinned overrides, before connecting."""
+        with pytest.raises(ConfigError, match="cannot be overridden"):
+            DlqSettings.from_env({"MICS_WORKER_BOOTSTRAP_SERVERS": "k:9092", variable: "1"})
+
 
 class TestFormats:
     def test_inspect_text_escapes_record_data(self) -> None:
@@ -180,6 +235,14 @@ class TestFormats:
         """Values are shown up to 200 bytes, with the full size."""
         report = InspectReport(topic="dlq", shown=[dead_letter(value=b"v" * 1000)])
         assert f"value: {'v' * 200}... (1000 bytes)" in format_inspect(report, "text")
+
+    def test_a_dead_letter_time_out_of_range_is_shown_not_raised(self) -> None:
+        """A DLQ record anyone wrote may carry any time: shown as out of range instead of stopping inspect."""
+        record = DeadLetterRecord.from_message(
+            Message(topic="dlq", partition=0, offset=0, value=b"x", headers=[("mics.dlq.time", b"9" * 18)])
+        )
+        report = InspectReport(topic="dlq", shown=[record])
+        assert f"time out of range ({'9' * 18} ms)" in format_inspect(report, "text")
 
 
 class TestCommandUsage:

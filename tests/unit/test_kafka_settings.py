@@ -1,12 +1,18 @@
-"""librdkafka settings builders: at-least-once settings pinned, group protocol, and passthrough by client role."""
+"""librdkafka settings: one builder for the worker and every tool; at-least-once settings pinned, roles kept apart."""
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
+from worker import kafka
 from worker.config import WorkerConfig
+from worker.dlq import DlqSettings
+from worker.dryrun import dry_run_consumer
 from worker.kafka import consumer_settings, producer_settings, subscription
 from worker.mics.auth import ApiToken
 
@@ -178,3 +184,114 @@ class TestSubscription:
     def test_pattern(self) -> None:
         """With a pattern the subscription is that one ^regex, which librdkafka treats as a pattern."""
         assert subscription(config(topics=(), topic_pattern="^events-.*")) == ["^events-.*"]
+
+
+class SettingsRecorder:
+    """Stands in for confluent-kafka's Consumer and Producer: keeps the settings it is given, connects nowhere."""
+
+    built: ClassVar[list[tuple[str, dict[str, Any]]]] = []
+    role = ""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        SettingsRecorder.built.append((self.role, settings))
+
+
+class RecordedConsumer(SettingsRecorder):
+    role = "consumer"
+
+
+class RecordedProducer(SettingsRecorder):
+    role = "producer"
+
+
+def every_client(monkeypatch: pytest.MonkeyPatch, properties: Mapping[str, str]) -> list[tuple[str, dict[str, Any]]]:
+    """(role, settings) of every client the worker and the tools build, from the same operator properties."""
+    monkeypatch.setattr(kafka, "Consumer", RecordedConsumer)
+    monkeypatch.setattr(kafka, "Producer", RecordedProducer)
+    monkeypatch.setattr(SettingsRecorder, "built", [])
+    worker_config = config(properties)
+    tools = DlqSettings.from_config(worker_config)
+    kafka.make_consumer(worker_config)
+    kafka.make_dlq_producer(worker_config)
+    tools.consumer("inspect-or-replay")
+    tools.producer()
+    dry_run_consumer(worker_config, "dry-run")
+    return SettingsRecorder.built
+
+
+class TestOneBuilderForTheWorkerAndTheTools:
+    def test_every_client_is_built(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Worker consumer and producer, the DLQ tools' consumer and producer, the dry run's consumer."""
+        roles = [role for role, _ in every_client(monkeypatch, {})]
+        assert roles == ["consumer", "producer", "consumer", "producer", "consumer"]
+
+    @pytest.mark.parametrize(
+        "name",
+        [
+            "group.remote.assignor",
+            "session.timeout.ms",
+            "fetch.min.bytes",
+            "auto.offset.reset",
+            "isolation.level",
+            "enable.auto.commit",
+        ],
+    )
+    def test_a_consumer_property_never_reaches_a_producer(self, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+        """Whichever client builds it, a consumer-only property goes to consumers only."""
+        for role, settings in every_client(monkeypatch, {name: "7"}):
+            assert (name in settings) is (role == "consumer"), (role, settings.get("client.id"))
+
+    @pytest.mark.parametrize(
+        "name", ["linger.ms", "compression.type", "delivery.timeout.ms", "partitioner", "queue.buffering.max.ms"]
+    )
+    def test_a_producer_property_never_reaches_a_consumer(self, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+        """Whichever client builds it, a producer-only property goes to producers only, with the operator's value."""
+        for role, settings in every_client(monkeypatch, {name: "7"}):
+            assert settings.get(name) == ("7" if role == "producer" else None), (role, settings.get("client.id"))
+
+    def test_shared_properties_reach_every_client(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """SASL/SSL settings reach all five clients."""
+        for _, settings in every_client(monkeypatch, SHARED_PROPERTIES):
+            assert {name: settings[name] for name in SHARED_PROPERTIES} == SHARED_PROPERTIES
+
+    def test_every_client_carries_the_pinned_settings(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Consumers never auto-store offsets; producers are idempotent with acks=all, tools included."""
+        for role, settings in every_client(monkeypatch, {}):
+            if role == "consumer":
+                assert settings["enable.auto.offset.store"] is False
+            else:
+                assert (settings["enable.idempotence"], settings["acks"]) == (True, "all")
+
+    def test_the_tools_consumers_never_commit_on_their_own(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The operator's `enable.auto.commit=true` (fine for the worker) never reaches a tool's consumer."""
+        consumers = [s for role, s in every_client(monkeypatch, {"enable.auto.commit": "true"}) if role == "consumer"]
+        worker, *tools = consumers
+        assert worker["enable.auto.commit"] == "true"
+        assert [tool["enable.auto.commit"] for tool in tools] == [False, False]
+
+    @pytest.mark.parametrize(
+        "name", ["acks", "request.required.acks", "enable.idempotence", "enable.auto.offset.store"]
+    )
+    def test_a_pinned_override_is_refused_by_the_one_builder(self, name: str) -> None:
+        """`client_settings` refuses an override of its role's pinned settings, whoever calls it."""
+        role = "consumer" if name == "enable.auto.offset.store" else "producer"
+        with pytest.raises(ValueError, match="cannot be overridden"):
+            kafka.client_settings(role, "k:9092", {name: "0"}, client_id="any")
+
+    def test_only_the_kafka_module_constructs_clients(self) -> None:
+        """No other module under worker/ calls Consumer(), Producer() or AdminClient(): settings cannot fork again."""
+        package = Path(kafka.__file__).parent
+        offenders = []
+        for path in sorted(package.rglob("*.py")):
+            if path.name == "kafka.py" and path.parent == package:
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Call) and _called_name(node.func) in {"Consumer", "Producer", "AdminClient"}:
+                    offenders.append(f"{path.relative_to(package)}:{node.lineno}")
+        assert offenders == []
+
+
+def _called_name(func: ast.expr) -> str | None:
+    if isinstance(func, ast.Name):
+        return func.id
+    return func.attr if isinstance(func, ast.Attribute) else None

@@ -1,0 +1,202 @@
+"""One dead-letter record as the tools read it, and the selection of records an operator asks for.
+
+Only the worker's own headers are read as context: the DLQ writer (`worker.deadletter`) escapes every source header
+under a reserved prefix to `mics.original.<name>`, so `__connect.errors.*` and `mics.dlq.*` on a DLQ record are the
+worker's. The replay count is the exception that proves the rule: replay writes `mics.replay.count` on the record it
+sends, so when that record fails again the count comes back escaped, as a header the source record carried.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final
+
+from worker.deadletter import (
+    CONNECT_PREFIX,
+    MICS_PREFIX,
+    REDUCED_HEADER,
+    TRUNCATED_HEADER,
+    escape_name,
+    is_context_header,
+    unescape_name,
+)
+from worker.kafka import Message
+
+__all__ = [
+    "ESCAPED_REPLAY_COUNT_HEADER",
+    "EVERY_RECORD",
+    "REPLAY_COUNT_HEADER",
+    "DeadLetterRecord",
+    "Selection",
+    "parse_time_ms",
+    "text_of",
+]
+
+REPLAY_COUNT_HEADER: Final = "mics.replay.count"
+"""How many times a record was replayed: written by replay on the record it sends."""
+ESCAPED_REPLAY_COUNT_HEADER: Final = escape_name(REPLAY_COUNT_HEADER)
+"""The count as a DLQ record carries it when a replayed record failed again (the worker escapes it)."""
+_DIGITS: Final = re.compile(r"[0-9]{1,18}")
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRecord:
+    """A DLQ record with its context headers read once (values as text)."""
+
+    partition: int
+    offset: int
+    timestamp_ms: int | None
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...]
+    context: Mapping[str, str]
+
+    @classmethod
+    def from_message(cls, message: Message) -> DeadLetterRecord:
+        raw = message.headers() or []
+        pairs = raw.items() if isinstance(raw, dict) else raw
+        headers = tuple((name, value.encode() if isinstance(value, str) else value) for name, value in pairs)
+        context = {name: text_of(value) for name, value in headers if is_context_header(name)}
+        timestamp_type, timestamp_ms = message.timestamp()
+        return cls(
+            partition=message.partition() or 0,
+            offset=message.offset() or 0,
+            timestamp_ms=timestamp_ms if timestamp_type != 0 else None,  # 0: TIMESTAMP_NOT_AVAILABLE
+            key=message.key(),
+            value=message.value(),
+            headers=headers,
+            context=context,
+        )
+
+    @property
+    def reason(self) -> str:
+        return self.context.get(MICS_PREFIX + "reason", "unknown")
+
+    @property
+    def source_topic(self) -> str | None:
+        return self.context.get(CONNECT_PREFIX + "topic")
+
+    @property
+    def source_partition(self) -> int | None:
+        return _integer(self.context.get(CONNECT_PREFIX + "partition"))
+
+    @property
+    def source_offset(self) -> int | None:
+        return _integer(self.context.get(CONNECT_PREFIX + "offset"))
+
+    @property
+    def http_status(self) -> str | None:
+        return self.context.get(MICS_PREFIX + "http.status")
+
+    @property
+    def dead_lettered_at_ms(self) -> int | None:
+        """When it was dead-lettered: the `mics.dlq.time` header, else the record's timestamp."""
+        at = _integer(self.context.get(MICS_PREFIX + "time"))
+        return self.timestamp_ms if at is None else at
+
+    @property
+    def reduced(self) -> str | None:
+        """What was cut when the DLQ holds only a reduced form of the record (`value=…;key=…;headers=…`), else None.
+
+        A record from a worker that only truncated values (`mics.dlq.value.truncated`, no `mics.dlq.reduced`) reads
+        as `value=<size>`.
+        """
+        if REDUCED_HEADER in self.context:
+            return self.context[REDUCED_HEADER]
+        if TRUNCATED_HEADER in self.context:
+            return f"value={self.context[TRUNCATED_HEADER]}"
+        return None
+
+    @property
+    def replay_count(self) -> int:
+        """Times replayed so far, from the escaped count the source record carried; missing or malformed: 0.
+
+        A bare `mics.replay.count` is read only when no escaped one is there: a DLQ record written before the worker
+        escaped reserved source headers carried the count under its own name.
+        """
+        found: dict[str, bytes | None] = {}
+        for name, value in self.headers:
+            if name in (ESCAPED_REPLAY_COUNT_HEADER, REPLAY_COUNT_HEADER):
+                found[name] = value  # the last one of each name
+        raw = found.get(ESCAPED_REPLAY_COUNT_HEADER, found.get(REPLAY_COUNT_HEADER))
+        count = _integer(None if raw is None else text_of(raw))
+        return 0 if count is None else count
+
+    def replay_headers(self) -> list[tuple[str, str | bytes | None]]:
+        """The source record's headers under their original names, without the context, with the count incremented."""
+        kept: list[tuple[str, str | bytes | None]] = []
+        for name, value in self.headers:
+            if is_context_header(name):
+                continue
+            original = unescape_name(name)  # one level: a source `mics.original.x` was kept as `mics.original.mics…`
+            if original != REPLAY_COUNT_HEADER:
+                kept.append((original, value))
+        kept.append((REPLAY_COUNT_HEADER, str(self.replay_count + 1).encode()))
+        return kept
+
+
+def text_of(value: bytes | None) -> str:
+    """A header value (or a preview of data) as text; bytes that are not UTF-8 become U+FFFD."""
+    return "" if value is None else value.decode("utf-8", errors="replace")
+
+
+def _integer(text: str | None) -> int | None:
+    """A non-negative integer of at most 18 ASCII digits, else None (a header is data anyone could have written)."""
+    if text is None or _DIGITS.fullmatch(text.strip()) is None:
+        return None
+    return int(text)
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which records to act on; every given criterion must hold. Reasons are glob patterns (`http_5*`)."""
+
+    reasons: tuple[str, ...] = ()
+    source_topics: frozenset[str] = frozenset()
+    source_partitions: frozenset[int] = frozenset()
+    offset_from: int | None = None  # source offsets, inclusive
+    offset_to: int | None = None
+    since_ms: int | None = None  # dead-letter time, since <= t < until
+    until_ms: int | None = None
+
+    def matches(self, record: DeadLetterRecord) -> bool:
+        if self.reasons and not any(fnmatch.fnmatchcase(record.reason, pattern) for pattern in self.reasons):
+            return False
+        if self.source_topics and record.source_topic not in self.source_topics:
+            return False
+        if self.source_partitions and record.source_partition not in self.source_partitions:
+            return False
+        if not _within(record.source_offset, self.offset_from, None if self.offset_to is None else self.offset_to + 1):
+            return False
+        return _within(record.dead_lettered_at_ms, self.since_ms, self.until_ms)
+
+
+EVERY_RECORD: Final = Selection()
+"""The selection without criteria."""
+
+
+def _within(value: int | None, low: int | None, high: int | None) -> bool:
+    """`low <= value < high`, each bound optional; an unknown value is outside any bound."""
+    if low is None and high is None:
+        return True
+    if value is None:
+        return False
+    return (low is None or value >= low) and (high is None or value < high)
+
+
+def parse_time_ms(text: str) -> int:
+    """Epoch milliseconds from digits, or from an ISO 8601 time (UTC when it names no offset)."""
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is neither epoch milliseconds nor an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
