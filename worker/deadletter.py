@@ -82,6 +82,7 @@ class DeadLetter:
     attempts: int = 0
     schema_path: str | None = None
     schema_rule: str | None = None
+    schema_errors: str | None = None  # every schema error of the message, one bounded line with their count
     api_error_code: str | None = None
     api_error_id: str | None = None
 
@@ -153,6 +154,10 @@ def context_headers(topic: str, partition: int, offset: int, letter: DeadLetter)
         (MICS_PREFIX + "attempts", str(letter.attempts)),
         (MICS_PREFIX + "schema.path", _field(letter.schema_path)),
         (MICS_PREFIX + "schema.rule", _field(letter.schema_rule)),
+        (
+            MICS_PREFIX + "schema.errors",
+            None if letter.schema_errors is None else _one_line(letter.schema_errors, _MAX_MESSAGE_CHARS),
+        ),
         (MICS_PREFIX + "api.error.code", _field(letter.api_error_code)),
         (MICS_PREFIX + "api.error.id", _field(letter.api_error_id)),
         (MICS_PREFIX + "worker.version", __version__),

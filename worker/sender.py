@@ -157,4 +157,5 @@ def rejection_dead_letter(rejection: Rejection) -> DeadLetter:
         route=rejection.route,
         schema_path=error.path if error else None,
         schema_rule=error.rule if error else None,
+        schema_errors=rejection.schema_errors.summary() if rejection.schema_errors else None,
     )

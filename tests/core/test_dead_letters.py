@@ -115,3 +115,21 @@ class TestFatalProducerError:
                 await core.task
         assert core.consumer.closed
         assert core.stored(0) == 0
+
+
+class TestSchemaErrors:
+    async def test_every_schema_error_is_named_in_one_header(self) -> None:
+        """A body with two defects: the first in `schema.path`/`schema.rule`, both in `mics.dlq.schema.errors`."""
+        body = envelope_activity("1509").replace(b'"$ts":1764000000000,"$type"', b'"$ts":"soon","$type"')
+        body = body.replace(b'"$session_status":"NO_SESSION"', b'"$session_status":7')
+        async with CoreHarness() as core:
+            core.assign(0)
+            core.consumer.append(TOPIC, 0, body)
+            await core.until(lambda: core.stored(0) == 1, "the dead letter")
+        [record] = core.producer.acked
+        [summary] = record.header("mics.dlq.schema.errors")
+        assert summary is not None
+        assert summary.startswith(b"2 errors: ")
+        assert b"$.body.$ts" in summary
+        assert b"$.body.$session_status" in summary
+        assert record.header("mics.dlq.schema.path")[0] in (b"$.body.$ts", b"$.body.$session_status")
