@@ -137,7 +137,11 @@ class TestWorkerFacingADeadBroker:
             assert worker.is_running(), worker.stderr()
             worker.stop(timeout_s=30)
             seen = broker.connections
-            about_the_broker = [line for line in worker.stderr().splitlines() if f":{broker.port}" in line]
+            about_the_broker = [
+                line
+                for line in worker.stderr().splitlines()
+                if '"logger":"worker.kafka"' in line and f":{broker.port}" in line
+            ]
         finally:
             worker.close()
             broker.close()
