@@ -1,7 +1,8 @@
 """The Helm chart, rendered with `helm template` for each values variant: what appears, what not, and key fields.
 
 Needs the helm and yq binaries that scripts/install-tools builds into .cache/tools (or $HELM / $YQ); without them
-these tests are skipped, and scripts/check-deploy, which builds them first, runs them.
+these tests fail in CI and are skipped elsewhere (`tests.support.tools.require_tool`); scripts/check-deploy builds
+them first.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.tools import require_tool
+
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "mics-worker"
 CI_VALUES = REPO / "helm" / "ci"
@@ -25,11 +28,15 @@ RELEASE = "mics-worker"
 FULLNAME = "mics-worker"
 CRD_FREE_TOKEN = "ci-not-a-real-token"
 
-if not (HELM.is_file() and YQ.is_file()):
-    pytest.skip(
-        f"helm or yq is not built ({HELM}, {YQ}): run scripts/install-tools (scripts/check-deploy does)",
-        allow_module_level=True,
-    )
+INSTALL_HINT = "run scripts/install-tools (needs Go; scripts/check-deploy runs it)"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _helm_and_yq() -> None:
+    """Every test here renders the chart: fail in CI, skip elsewhere, when helm or yq is missing."""
+    require_tool("helm", HELM, INSTALL_HINT)
+    require_tool("yq", YQ, INSTALL_HINT)
+
 
 Manifest = dict[str, Any]
 
