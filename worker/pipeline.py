@@ -82,9 +82,7 @@ class Pipeline:
         self._router = TopicRouter(config.routes)
         self._assignment = Assignment()
         self._flow = FlowControl(metrics, health)
-        self._window = Window(
-            config.max_in_flight, config.max_in_flight_bytes, config.consume_batch_size, config.max_message_bytes
-        )
+        self._window = Window(config.max_in_flight, config.max_in_flight_bytes, config.consume_batch_size)
         self._outcomes = Outcomes(
             producer=producer,
             dlq_topic=config.dlq_topic,
@@ -211,7 +209,7 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         while not self._stop.is_set():
             self._health.heartbeat()
-            room = self._window.room(self._assignment.uncommitted, self._assignment.held_bytes)
+            room = self._pauser.room(self._assignment.partitions())
             messages = await loop.run_in_executor(
                 self._kafka_thread, consume_available, self._consumer, room, _POLL_TIMEOUT_S
             )
