@@ -19,6 +19,7 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
@@ -27,7 +28,16 @@ from worker.config import WorkerConfig
 from worker.credentials import CredentialsGate
 from worker.flow import FlowControl, Pauser, Window
 from worker.health import DEFAULT_LIVENESS_TTL_S, Health
-from worker.kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition, subscription
+from worker.kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+    consume_available,
+    subscription,
+)
 from worker.lanes import Lanes
 from worker.logs import RepeatFilter
 from worker.metrics import WorkerMetrics
@@ -39,7 +49,7 @@ from worker.sender import Finish, Sender
 from worker.validation import Validators
 from worker.waits import first_of
 
-__all__ = ["Pipeline", "RunSummary", "WorkerCrashed", "consume_available"]
+__all__ = ["Pipeline", "RunSummary", "WorkerCrashed"]
 
 log = logging.getLogger(__name__)
 consume_log = logging.getLogger("worker.consume")
@@ -71,7 +81,7 @@ class Pipeline:
         metrics: WorkerMetrics,
         health: Health,
         rng: random.Random | None = None,
-        clock: object = time.monotonic,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._config = config
         self._consumer = consumer
@@ -105,12 +115,11 @@ class Pipeline:
             max_concurrency=config.max_concurrency,
             route_concurrency=config.route_concurrency,
             rng=rng,
-            clock=clock,  # type: ignore[arg-type]
+            clock=clock,
         )
         self._pauser = Pauser(consumer, self._window, self._flow)
         self._stop = asyncio.Event()
         self._crash: BaseException | None = None
-        self._last_commit_request = 0.0
         self._drained = False  # after the shutdown drain, a revoke on close() must not wait a second time
         self._kafka_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka")
         self._plan = partial(
@@ -324,16 +333,3 @@ class Pipeline:
         while True:
             self._writer.poll()
             await asyncio.sleep(_PRODUCER_POLL_S)
-
-
-def consume_available(consumer: Consumer, batch_size: int, timeout_s: float) -> list[Message]:
-    """Wait up to `timeout_s` for one message, then take whatever else is already fetched, up to the batch size.
-
-    librdkafka's `consume(n, timeout)` returns only once it has n messages or the timeout passed, so at a low rate
-    every message sat out the whole poll timeout (100 ms; bench/RESULTS.md). Under load the queue is full and the
-    second call fills the batch at once, so batches stay large.
-    """
-    first = consumer.consume(1, timeout_s)
-    if not first or batch_size == 1:
-        return first
-    return first + consumer.consume(batch_size - 1, 0)
