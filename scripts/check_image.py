@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import time
+import traceback
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -94,13 +95,16 @@ class CheckFailed(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--image", required=True, help="the image to test")
-    parser.add_argument("--base", default="?", help="the base it was built on (for the report)")
     args = parser.parse_args(argv)
     try:
         ImageCheck(args.image).run_all()
     except CheckFailed as failure:
         print(f"FAIL: {failure.check}: {failure.detail}", flush=True)
         print(f"check-image: FAILED: {failure.check}", file=sys.stderr, flush=True)
+        return 1
+    except Exception as error:  # a harness error (broker, sandbox, docker CLI) fails the smoke test, named
+        traceback.print_exc()
+        print(f"check-image: FAILED: smoke test harness: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
     finally:
         remove_containers()
