@@ -42,10 +42,12 @@ class TestWakingRetries:
             core.consumer.append(TOPIC, 0, envelope_activity("1509"))
             core.consumer.append(TOPIC, 0, envelope_activity("1509"))
             await core.until(
-                lambda: core.pipeline is not None
-                and core.pipeline.in_flight == 2
-                and (core.sample("mics_worker_retries_total", _retry_labels()) or 0) >= 1
-                and core.sample("mics_worker_route_held", {"route": "activity", "reason": "backoff"}) == 1,
+                lambda: (
+                    core.pipeline is not None
+                    and core.pipeline.in_flight == 2
+                    and (core.sample("mics_worker_retries_total", _retry_labels()) or 0) >= 1
+                    and core.sample("mics_worker_route_held", {"route": "activity", "reason": "backoff"}) == 1
+                ),
                 "both messages taken, the route backing off",
             )
             started = time.monotonic()
