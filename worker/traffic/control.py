@@ -108,7 +108,24 @@ class Traffic:
         )
 
     async def admit(self, lane: RouteTraffic, datamart: str, wake: asyncio.Event) -> int | None:
-        """Pass every wait and take a slot; the ticket says which probes this request is, None when `wake` won."""
+        """Pass every wait and take a slot; the ticket says which probes this request is, None when `wake` won.
+
+        A request that got its slot after the route closed meanwhile (a 429, the circuit, a halt) gives the slot
+        back and waits again: the requests queued for slots must not slip through as a wave.
+        """
+        while True:
+            ticket = await self._pass(lane, datamart, wake)
+            if ticket is None:
+                return None
+            if not await lane.limiter.acquire(wake):
+                self._release_probes(lane, datamart, ticket)
+                return None
+            if not self._closed_since(lane, datamart, ticket):
+                return ticket
+            lane.limiter.release()
+            self._release_probes(lane, datamart, ticket)
+
+    async def _pass(self, lane: RouteTraffic, datamart: str, wake: asyncio.Event) -> int | None:
         ticket = 0
         if self.halts.count:
             probe = await self.halts.admit(lane.name, datamart, wake)
@@ -122,15 +139,21 @@ class Traffic:
                 self._release_probes(lane, datamart, ticket)
                 return None
             ticket |= CIRCUIT_PROBE if probe else 0
-        if not (
-            await self._take(lane, lane.bucket, wake) and await self._take(lane, self._datamarts.get(datamart), wake)
-        ):
-            self._release_probes(lane, datamart, ticket)
-            return None
-        if not await lane.limiter.acquire(wake):
+        buckets_passed = await self._take(lane, lane.bucket, wake) and await self._take(
+            lane, self._datamarts.get(datamart), wake
+        )
+        if not buckets_passed:
             self._release_probes(lane, datamart, ticket)
             return None
         return ticket
+
+    def _closed_since(self, lane: RouteTraffic, datamart: str, ticket: int) -> bool:
+        gate = lane.gate
+        if gate.circuit.is_open and not ticket & CIRCUIT_PROBE:
+            return True
+        if gate.backoff_until and self._clock() < gate.resume_at:
+            return True
+        return bool(self.halts.count and not ticket & HALT_PROBE and self.halts.is_halted(lane.name, datamart))
 
     def record(self, lane: RouteTraffic, datamart: str, ticket: int, result: ApiResult) -> bool:
         """Return the slot and learn from the answer; False when the attempt does not count (failed probe, halt)."""
