@@ -13,6 +13,9 @@ Two kinds of pause, kept apart:
   the window, in messages (`MAX_IN_FLIGHT`: taken and not committed, what a crash would repeat) and in bytes
   (`MAX_IN_FLIGHT_BYTES`: the records held in memory). A partition is paused when its own share is used and
   resumed when it is back under half, so a slow or retrying partition never stops one that holds nothing.
+  A poll takes no more than the smallest share left among the partitions it can read, so no partition passes its
+  share in messages and the total never passes `MAX_IN_FLIGHT`; in bytes a poll can bring at most what librdkafka
+  had queued (`queued.max.messages.kbytes`) past a share.
 """
 
 from __future__ import annotations
@@ -39,27 +42,16 @@ HALTING = frozenset({"dlq_unavailable", "dlq_rate"})
 
 @dataclass(frozen=True, slots=True)
 class Window:
-    """The in-flight window: `messages` taken and uncommitted, `bytes` of records held in memory."""
+    """The window: `messages` taken and uncommitted, `bytes` of records held in memory; `batch` caps one poll."""
 
     messages: int
     bytes: int
     batch: int = 500
-    max_message_bytes: int = 1_000_000
 
     def shares(self, partitions: int) -> tuple[int, int]:
         """One partition's share of the window, in messages and bytes."""
         n = max(1, partitions)
         return max(1, self.messages // n), max(1, self.bytes // n)
-
-    def room(self, uncommitted: int, held_bytes: int) -> int:
-        """How many messages the next poll may take: at least one (polling must go on), never past the window.
-
-        In bytes the room counts every message as the largest allowed, so one poll cannot overshoot the byte budget
-        by more than one message.
-        """
-        by_count = self.messages - uncommitted
-        by_bytes = (self.bytes - held_bytes) // max(1, self.max_message_bytes)
-        return max(1, min(self.batch, by_count, by_bytes))
 
 
 def backpressure(partitions: Collection[Partition], window: Window, paused: Collection[Partition]) -> set[Partition]:
@@ -168,6 +160,17 @@ class Pauser:
     def assigned(self, partitions: Iterable[Partition]) -> None:
         """librdkafka keeps a partition's pause flag across a revoke: state it again for every new assignment."""
         self._fresh.update(partitions)
+
+    def room(self, partitions: list[Partition]) -> int:
+        """How many messages the next poll may take: the smallest share left among the partitions not paused (a
+        batch drawn from any one of them cannot carry it past its share) and never past the whole window; at least
+        one, since polling must go on (an assignment arrives inside a poll, so with none yet, one)."""
+        if not partitions:
+            return 1
+        share, _ = self._window.shares(len(partitions))
+        left = [share - partition.uncommitted for partition in partitions if partition not in self._paused]
+        total_left = self._window.messages - sum(partition.uncommitted for partition in partitions)
+        return max(1, min(self._window.batch, total_left, min(left, default=self._window.batch)))
 
     def apply(self, partitions: list[Partition], *, halted: bool) -> None:
         self._commit_if_behind(partitions)

@@ -33,6 +33,7 @@ __all__ = [
     "Role",
     "TopicPartition",
     "client_settings",
+    "consume_available",
     "consumer_settings",
     "make_consumer",
     "make_dlq_producer",
@@ -227,3 +228,16 @@ def _on_error(forward: Callable[[KafkaError], None] | None, error: KafkaError) -
         log.warning("Kafka client error: %s", error.str())
     if forward is not None:
         forward(error)
+
+
+def consume_available(consumer: Consumer, batch_size: int, timeout_s: float) -> list[Message]:
+    """Wait up to `timeout_s` for one message, then take whatever else is already fetched, up to the batch size.
+
+    librdkafka's `consume(n, timeout)` returns only once it has n messages or the timeout passed, so at a low rate
+    every message sat out the whole poll timeout (100 ms; bench/RESULTS.md). Under load the queue is full and the
+    second call fills the batch at once, so batches stay large.
+    """
+    first = consumer.consume(1, timeout_s)
+    if not first or batch_size == 1:
+        return first
+    return first + consumer.consume(batch_size - 1, 0)

@@ -28,7 +28,16 @@ from worker.config import WorkerConfig
 from worker.credentials import CredentialsGate
 from worker.flow import FlowControl, Pauser, Window
 from worker.health import DEFAULT_LIVENESS_TTL_S, Health
-from worker.kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition, subscription
+from worker.kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+    consume_available,
+    subscription,
+)
 from worker.lanes import Lanes
 from worker.logs import RepeatFilter
 from worker.metrics import WorkerMetrics
@@ -41,7 +50,7 @@ from worker.traffic.control import Traffic
 from worker.validation import Validators
 from worker.waits import first_of
 
-__all__ = ["Pipeline", "RunSummary", "WorkerCrashed", "consume_available"]
+__all__ = ["Pipeline", "RunSummary", "WorkerCrashed"]
 
 log = logging.getLogger(__name__)
 consume_log = logging.getLogger("worker.consume")
@@ -83,9 +92,7 @@ class Pipeline:
         self._router = TopicRouter(config.routes)
         self._assignment = Assignment()
         self._flow = FlowControl(metrics, health)
-        self._window = Window(
-            config.max_in_flight, config.max_in_flight_bytes, config.consume_batch_size, config.max_message_bytes
-        )
+        self._window = Window(config.max_in_flight, config.max_in_flight_bytes, config.consume_batch_size)
         self._outcomes = Outcomes(
             producer=producer,
             dlq_topic=config.dlq_topic,
@@ -118,7 +125,6 @@ class Pipeline:
         self._pauser = Pauser(consumer, self._window, self._flow)
         self._stop = asyncio.Event()
         self._crash: BaseException | None = None
-        self._last_commit_request = 0.0
         self._drained = False  # after the shutdown drain, a revoke on close() must not wait a second time
         self._kafka_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka")
         self._plan = partial(
@@ -218,7 +224,7 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         while not self._stop.is_set():
             self._health.heartbeat()
-            room = self._window.room(self._assignment.uncommitted, self._assignment.held_bytes)
+            room = self._pauser.room(self._assignment.partitions())
             messages = await loop.run_in_executor(
                 self._kafka_thread, consume_available, self._consumer, room, _POLL_TIMEOUT_S
             )
@@ -334,16 +340,3 @@ class Pipeline:
         while True:
             self._writer.poll()
             await asyncio.sleep(_PRODUCER_POLL_S)
-
-
-def consume_available(consumer: Consumer, batch_size: int, timeout_s: float) -> list[Message]:
-    """Wait up to `timeout_s` for one message, then take whatever else is already fetched, up to the batch size.
-
-    librdkafka's `consume(n, timeout)` returns only once it has n messages or the timeout passed, so at a low rate
-    every message sat out the whole poll timeout (100 ms; bench/RESULTS.md). Under load the queue is full and the
-    second call fills the batch at once, so batches stay large.
-    """
-    first = consumer.consume(1, timeout_s)
-    if not first or batch_size == 1:
-        return first
-    return first + consumer.consume(batch_size - 1, 0)

@@ -27,6 +27,7 @@ from tests.support.sandbox_process import SandboxProcess
 from tests.support.scenario import Scenario, paused, produce_records
 from tests.support.worker_process import WorkerProcess
 from worker.config import RouteMode
+from worker.dlq_writer import RETRY_DELAYS_S
 from worker.routing import Job, Rejection, plan_message
 from worker.validation import Validators
 
@@ -302,23 +303,63 @@ class TestTenMegabyteValue:
         assert "mics.dlq.value.truncated" not in records[b"after"].headers
 
 
+def dlq_retry_delay_s(round_number: int) -> float:
+    """The dead-letter writer's wait before retry round `round_number` (1-based): 0.5, 1, 2, 4 s… up to the cap."""
+    first, ceiling = RETRY_DELAYS_S
+    return min(first * 2.0 ** (round_number - 1), ceiling)
+
+
+def dlq_rounds_within(seconds: float) -> int:
+    """How many retry rounds can have started within `seconds` of the first refused write."""
+    rounds, waited = 0, dlq_retry_delay_s(1)
+    while waited <= seconds:
+        rounds += 1
+        waited += dlq_retry_delay_s(rounds + 1)
+    return rounds
+
+
 @pytest.mark.integration
 class TestDeadLetterRetries:
-    @pytest.mark.timeout(90)
+    ROUNDS = 4
+
+    @pytest.mark.timeout(150)
     def test_dead_letters_that_keep_failing_are_retried_with_backoff_by_one_task(self, scenario: Scenario) -> None:
-        """With the DLQ missing and the producer queue full, refused writes are retried a bounded number of times."""
+        """With the DLQ missing and a one-record producer queue, the refused dead letter is retried in rounds after
+        0.5, 1, 2, 4 s… (RETRY_DELAYS_S): the rounds keep coming, none sooner than its delay, and each refuses one
+        write (the hold stops every other message before it writes), so no round runs twice."""
         scenario.dlq = f"t-missing-{uuid.uuid4()}"  # never created; the test broker does not auto-create topics
         invalid: list[tuple[bytes | None, bytes | None, list[tuple[str, str | bytes | None]]]] = [
             (f"bad-{index}".encode(), b"{", []) for index in range(20)
         ]
         produce_records(scenario.bootstrap_servers, scenario.activities, invalid)
+        started = time.monotonic()  # before the worker exists: before its first refused write
         worker = scenario.start_worker(KAFKA_QUEUE_BUFFERING_MAX_MESSAGES="1", KAFKA_MESSAGE_TIMEOUT_MS="60000")
+
+        def refused() -> int:
+            return int(worker.metric_sum("mics_worker_dlq_writes_total", result="error"))
+
         # No wait for /readyz first: the pause can come within the same poll as the join, so ready may never show.
         worker.wait_until(partial(paused, worker, "dlq_unavailable"), 30, "the dlq_unavailable pause")
-        time.sleep(12)  # one record waits in the one-slot queue; every other write is refused at once, each round
-        errors = worker.metric_sum("mics_worker_dlq_writes_total", result="error")
-        # Rounds after 0.5, 1, 2, 4 and 8 s of backoff: five fit in 12 s, each refusing at most the 19 others.
-        assert errors <= 19 * 6 * 2
+        # One record waits in the one-slot queue (until the message timeout, far off); the next is refused at once.
+        # Refusals so far: that first one and one per round already run. Taken before the read, `mark` precedes
+        # the next round, so the ROUNDS rounds after it span at least the delays before all but the first.
+        mark = time.monotonic()
+        rounds_before = refused() - 1
+        assert rounds_before >= 0
+        later = range(rounds_before + 1, rounds_before + self.ROUNDS + 1)
+        worker.wait_until(
+            lambda: refused() >= rounds_before + 1 + self.ROUNDS,
+            sum(map(dlq_retry_delay_s, later)) + 30,
+            f"{self.ROUNDS} more rounds of dead-letter retries",
+        )
+        waited = time.monotonic() - mark
+        rounds = refused() - 1
+        since_start = time.monotonic() - started
+
+        assert rounds >= rounds_before + self.ROUNDS  # the retries keep coming
+        assert waited >= sum(dlq_retry_delay_s(n) for n in later[1:])  # and wait out their delays
+        # Never more rounds than fit since the worker started (+1: the queued record may fail once by itself).
+        assert rounds <= dlq_rounds_within(since_start) + 1, (rounds, since_start)
         assert worker.is_running()
 
 

@@ -7,7 +7,6 @@ restarted from here, a private broker is started for this module instead.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -21,7 +20,7 @@ from tests.support.scenario import Scenario
 
 pytestmark = [pytest.mark.integration]
 
-DOWN_FOR_S = 5.0
+BROKER_ERROR = "Kafka client error"  # how worker.kafka logs a client error (a lost broker among them)
 
 
 @pytest.fixture
@@ -51,8 +50,12 @@ class TestBrokerRestart:
             worker = scenario.start_worker(MAX_IN_FLIGHT="200", MAX_CONCURRENCY="8")
             worker.wait_until(lambda: scenario.delivered_count() >= 500, 120, "progress before the outage")
 
+            reported = worker.stderr().count(BROKER_ERROR)
             restartable.stop()
-            time.sleep(DOWN_FOR_S)
+            # Down until the worker has seen it (its client reports the lost broker), not for a wall-clock time.
+            worker.wait_until(
+                lambda: worker.stderr().count(BROKER_ERROR) > reported, 60, "the worker to report the broker gone"
+            )
             assert worker.is_running(), "the worker exited while the broker was down"
             restartable.start()
             after = list(generate(500, MixSpec(invalid=0.03), seed=42))

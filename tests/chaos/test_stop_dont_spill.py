@@ -8,7 +8,6 @@ Once the cause goes away the worker finds out by itself and finishes the stream 
 from __future__ import annotations
 
 import secrets
-import time
 
 import pytest
 
@@ -19,7 +18,17 @@ from tests.support.scenario import Scenario, eventually, paused
 
 pytestmark = [pytest.mark.integration]
 
-OBSERVE_S = 3.0  # how long a stopped worker is watched for anything moving
+# A stopped worker is watched, not for a wall-clock time, but over events that show it kept looking: its credentials
+# probes (every CREDENTIALS_PROBE_INTERVAL_S, each answered 401), or a failed retry round of its dead-letter backlog.
+PROBES = 4
+
+
+DLQ_WRITES = "mics_worker_dlq_writes_total"
+
+
+def answered(scenario: Scenario, status: str) -> int:
+    """How many API answers had this status so far."""
+    return int(scenario.sandbox.stats()["responses"].get(status, 0))
 
 
 class TestCredentialsRevoked:
@@ -37,7 +46,9 @@ class TestCredentialsRevoked:
         assert worker.probe("/readyz") == 503
         assert worker.probe("/healthz") == 200
         delivered = scenario.delivered_count()
-        time.sleep(OBSERVE_S)
+        probed = answered(scenario, "401")
+        worker.wait_until(lambda: answered(scenario, "401") >= probed + PROBES, 30, f"{PROBES} refused probes")
+        assert paused(worker, "credentials")
         assert scenario.delivered_count() == delivered
         assert scenario.dead_letter_count() == 0
         assert delivered < len(ledger.messages)
@@ -70,10 +81,16 @@ class TestDeadLetterTopicUnwritable:
         scenario.produce(second)
         worker.wait_until(lambda: paused(worker, "dlq_unavailable"), 60, "the dlq_unavailable pause")
         assert worker.probe("/readyz") == 503
-        time.sleep(OBSERVE_S)  # librdkafka's auto-commit runs every second: give it a few chances to overstep
-        committed = scenario.committed()
         stuck = [m for m in second if m.expected != "delivered"]
         assert stuck
+        # librdkafka's auto-commit runs every second: give it a few chances to overstep. The backlog holds at most the
+        # stuck messages and each retry round re-sends all of it, so more refusals than stuck messages mean a round
+        # failed after the hold: at least the first retry delay plus the 5 s message timeout.
+        worker.wait_until(
+            lambda: worker.metric_sum(DLQ_WRITES, result="error") > len(stuck), 90, "a failed dead-letter retry round"
+        )
+        assert paused(worker, "dlq_unavailable")
+        committed = scenario.committed()
         for message in stuck:
             topic, partition, offset = scenario.positions[message.ledger_id]
             assert committed[(topic, partition)] <= offset, f"committed past an undelivered dead letter {message}"

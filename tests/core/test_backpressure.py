@@ -13,8 +13,9 @@ UNAVAILABLE = RawResponse(503, {}, b'{"status":"error","error":"Service Unavaila
 
 class TestBytes:
     async def test_large_messages_are_bounded_by_bytes_not_only_by_count(self) -> None:
-        """250 kB messages with the API stuck: the bytes held stay within MAX_IN_FLIGHT_BYTES plus one message,
-        though the count window (2,000) is far from full; the partition is paused, not the worker stopped."""
+        """250 kB messages with the API stuck: the bytes held stay within MAX_IN_FLIGHT_BYTES plus what one poll
+        can bring (librdkafka's queue, 1 MB here), though the count window (2,000) is far from full; the partition
+        is paused, not the worker stopped."""
         release = asyncio.Event()
 
         async def stuck(_request: Request) -> RawResponse:
@@ -25,12 +26,13 @@ class TestBytes:
         big = envelope_activity("1509").replace(b'"$properties":{}', b'"$properties":{"pad":"' + b"x" * 250_000 + b'"}')
         async with CoreHarness(api=FakeApi(stuck), max_in_flight_bytes=limit) as core:
             assert core.pipeline is not None
+            core.consumer.queue_bytes = 1_000_000
             core.assign(0)
             for _ in range(40):
                 core.consumer.append(TOPIC, 0, big)
             await core.until(lambda: (TOPIC, 0) in core.consumer.paused, "the partition paused")
             held = core.sample("mics_worker_in_flight_bytes") or 0
-            assert 0 < held <= limit + 2 * len(big)
+            assert 0 < held <= limit + 1_000_000 + 2 * len(big)
             assert core.pipeline.in_flight < 40
             release.set()
             await core.until(lambda: len(core.api.writes()) >= 40, "every message after the API answers")
@@ -66,3 +68,32 @@ class TestFairness:
             assert all(set(call) != everything for call in core.consumer.pause_calls)
             stuck["open"] = True
             await core.until(lambda: core.stored(0) == 60, "partition 0 once its heads succeed")
+
+
+class TestMessageWindow:
+    async def test_uncommitted_messages_never_pass_the_window(self) -> None:
+        """Six busy partitions, a window of 60 and a stuck API: at no point are more than 60 messages taken past the
+        commit (what a crash would repeat), though every partition has far more waiting."""
+        release = asyncio.Event()
+        peak = 0
+
+        async def stuck(_request: Request) -> RawResponse:
+            await release.wait()
+            return OK
+
+        async with CoreHarness(api=FakeApi(stuck), max_in_flight=60) as core:
+            assert core.pipeline is not None
+            core.assign(*range(6))
+            for partition in range(6):
+                for index in range(100):
+                    core.consumer.append(TOPIC, partition, envelope_activity("1509"), key=f"k{index}".encode())
+
+            def full() -> bool:
+                nonlocal peak
+                peak = max(peak, int(core.sample("mics_worker_in_flight_messages") or 0))
+                return len(core.consumer.paused) == 6
+
+            await core.until(full, "every partition at its share")
+            release.set()
+            await core.until(lambda: all(core.stored(p) == 100 for p in range(6)), "everything, once released")
+        assert 0 < peak <= 60

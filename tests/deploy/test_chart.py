@@ -1,12 +1,14 @@
 """The Helm chart, rendered with `helm template` for each values variant: what appears, what not, and key fields.
 
 Needs the helm and yq binaries that scripts/install-tools builds into .cache/tools (or $HELM / $YQ); without them
-these tests are skipped, and scripts/check-deploy, which builds them first, runs them.
+these tests fail in CI and are skipped elsewhere (`tests.support.tools.require_tool`); scripts/check-deploy builds
+them first.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import json
 import os
@@ -16,6 +18,9 @@ from typing import Any
 
 import pytest
 
+from tests.support.tools import require_tool
+from worker.config import WorkerConfig
+
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "mics-worker"
 CI_VALUES = REPO / "helm" / "ci"
@@ -24,12 +29,17 @@ YQ = Path(os.environ.get("YQ") or REPO / ".cache" / "tools" / "yq")
 RELEASE = "mics-worker"
 FULLNAME = "mics-worker"
 CRD_FREE_TOKEN = "ci-not-a-real-token"
+WORKER_DRAIN_TIMEOUT_S = next(f.default for f in dataclasses.fields(WorkerConfig) if f.name == "drain_timeout_s")
 
-if not (HELM.is_file() and YQ.is_file()):
-    pytest.skip(
-        f"helm or yq is not built ({HELM}, {YQ}): run scripts/install-tools (scripts/check-deploy does)",
-        allow_module_level=True,
-    )
+INSTALL_HINT = "run scripts/install-tools (needs Go; scripts/check-deploy runs it)"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _helm_and_yq() -> None:
+    """Every test here renders the chart: fail in CI, skip elsewhere, when helm or yq is missing."""
+    require_tool("helm", HELM, INSTALL_HINT)
+    require_tool("yq", YQ, INSTALL_HINT)
+
 
 Manifest = dict[str, Any]
 
@@ -199,6 +209,45 @@ class TestDefaultRelease:
         manifests = render()
         assert one(manifests, "ServiceAccount")["automountServiceAccountToken"] is False
         assert worker_pod(manifests)["spec"]["automountServiceAccountToken"] is False
+
+
+# What the worker does after its drain deadline before it exits: close the consumer (commit, leave the group) and
+# flush the dead-letter producer. The chart's schema allows no smaller terminationGraceMarginSeconds.
+SHUTDOWN_AFTER_DRAIN_S = 5
+VARIANTS = [None, *sorted(p.name for p in CI_VALUES.glob("*-values.yaml") if p.name != "bad-values.yaml")]
+
+
+class TestShutdownBudget:
+    """Kubernetes SIGKILLs a pod terminationGracePeriodSeconds after SIGTERM: past the drain deadline the worker
+    is actually given (what its ConfigMap says, else the worker's own default), or the drain dies mid-way and the
+    replacement consumes the whole uncommitted window again."""
+
+    @pytest.mark.parametrize("values_file", VARIANTS)
+    def test_grace_period_outlasts_the_workers_drain(self, values_file: str | None) -> None:
+        manifests = render(values_file)
+        grace = worker_pod(manifests)["spec"]["terminationGracePeriodSeconds"]
+        settings = [
+            m["data"] for m in manifests if m["kind"] == "ConfigMap" and "MICS_WORKER_DRAIN_TIMEOUT_S" in m["data"]
+        ]
+        assert len(settings) == 1
+        assert "MICS_WORKER_DRAIN_TIMEOUT_S" not in env_of(manifests)  # nothing overrides the ConfigMap's value
+        drain = float(settings[0].get("MICS_WORKER_DRAIN_TIMEOUT_S", WORKER_DRAIN_TIMEOUT_S))
+        assert grace >= drain + SHUTDOWN_AFTER_DRAIN_S
+
+    def test_longer_drain_still_fits(self) -> None:
+        """Raising only the drain timeout raises the grace period with it."""
+        manifests = render(None, "config.drainTimeoutSeconds=600")
+        assert worker_pod(manifests)["spec"]["terminationGracePeriodSeconds"] >= 600 + SHUTDOWN_AFTER_DRAIN_S
+
+    def test_chart_default_drain_is_the_workers_default(self) -> None:
+        """The chart's default drainTimeoutSeconds is the worker's own DRAIN_TIMEOUT_S default."""
+        data = one(render(), "ConfigMap")["data"]
+        assert float(data["MICS_WORKER_DRAIN_TIMEOUT_S"]) == WORKER_DRAIN_TIMEOUT_S
+
+    def test_schema_keeps_the_margin(self) -> None:
+        """values.schema.json refuses a margin smaller than the worker's shutdown after its drain."""
+        schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+        assert schema["properties"]["terminationGraceMarginSeconds"]["minimum"] >= SHUTDOWN_AFTER_DRAIN_S
 
 
 class TestChartTestPod:

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 import orjson
 import pytest
@@ -33,6 +35,7 @@ from worker.validation import Validators
 
 BOUNDED = settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SMALLER = settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+CLIENT = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 MODES: tuple[RouteMode | None, ...] = ("activity", "profile", "choice", "envelope", None)
 BASES = ("https://api.mediarithmics.com", "http://127.0.0.1:8080", "https://gateway.example/mics/v2/")
 REASONS = frozenset({"decode_error", "schema_invalid", "unroutable", "forbidden_datamart"})
@@ -82,32 +85,82 @@ ACTIVITY_BODY: dict[str, Any] = {
 }
 
 
+# Ids the envelope schema accepts: text of 1..256 characters with no C0 control or DEL (separators, encodings,
+# dot-segments and look-alikes included), or an integer in [0, 2**63 - 1]. No lone surrogates: JSON text cannot
+# carry them as valid UTF-8, so the decoder refuses them before the schema sees them.
+CONTROLS = "".join(map(chr, range(0x20))) + "\x7f"
+VALID_TEXT_IDS = st.one_of(
+    st.sampled_from(["../../admin", "a/b", "%2F", "%252F", "%2e%2e", "?q=1", "#f", "\u2215", "\uff0f", "\u202e",
+                     "a,b=c", "user_point_id=1", " ", "\u0085", "é", "😀", "1509", "x" * 256, "..", "."]),
+    st.text(st.characters(exclude_categories=["Cs"], exclude_characters=CONTROLS), min_size=1, max_size=40),
+)  # fmt: skip
+VALID_IDS = st.one_of(VALID_TEXT_IDS, st.integers(min_value=0, max_value=2**63 - 1))
+VALID_USER_POINTS = st.one_of(
+    st.uuids().map(str),
+    st.uuids().map(lambda u: str(u).upper()),
+    st.fixed_dictionaries({"user_point_id": VALID_IDS}),
+    st.fixed_dictionaries({"user_agent_id": VALID_TEXT_IDS}),
+    st.fixed_dictionaries({"email_hash": VALID_TEXT_IDS}),
+    st.fixed_dictionaries({"compartment_id": VALID_IDS, "user_account_id": VALID_IDS}),
+)
+# Custom body fields the decoder takes as they are: no NaN or Infinity, integers within 64 bits.
+CUSTOM_VALUES = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**63), 2**63 - 1),
+        st.floats(allow_nan=False, allow_infinity=False),
+        VALID_TEXT_IDS,
+    ),
+    lambda children: st.one_of(st.lists(children, max_size=3), st.dictionaries(VALID_TEXT_IDS, children, max_size=3)),
+    max_leaves=8,
+)
+# What a broken field is replaced with: anything, valid or not.
+ANY_VALUE = st.one_of(IDS, USER_POINTS, JSON_VALUES)
+
+
+@dataclass(frozen=True, slots=True)
+class Drawn:
+    """A fuzzed envelope, and whether every field was drawn valid (then it must plan to a Job)."""
+
+    envelope: dict[str, Any]
+    valid: bool
+
+
 @st.composite
-def envelopes(draw: st.DrawFn) -> dict[str, Any]:
-    """An envelope near the valid ones: a real type and body, with fuzzed ids and selector (sometimes omitted)."""
+def envelopes(draw: st.DrawFn) -> Drawn:
+    """A valid envelope of each type with fuzzed ids and selector; about one in five has a field broken or removed.
+
+    Most draws are valid on purpose: only a Job reaches the URL assertions, and the planner's refusals are fuzzed
+    on their own (TestPlanNeverRaises). A broken field keeps the refusal paths in the mix here too.
+    """
     kind = draw(st.sampled_from(["activity", "profile", "choice"]))
-    envelope: dict[str, Any] = {"type": draw(st.one_of(st.just(kind), TEXT))}
-    optional = {
-        "datamart_id": IDS,
-        "user_point": USER_POINTS,
-        "compartment_id": IDS,
-        "user_account_id": IDS,
-        "processing_id": IDS,
-    }
-    wanted = {"activity": {"datamart_id"}, "profile": set(optional) - {"processing_id"}}.get(
-        kind, {"datamart_id", "user_point", "processing_id"}
-    )
-    for name, strategy in optional.items():
-        if name in wanted and draw(st.integers(0, 9)) > 0:
-            envelope[name] = draw(strategy)
+    envelope: dict[str, Any] = {"type": kind}
+    # Hypothesis favours the ends of a range (0 and the top), so a rare branch is a value in the middle.
+    if draw(st.integers(0, 3)) != 2:  # otherwise the default datamart
+        envelope["datamart_id"] = draw(VALID_IDS)
+    if kind != "activity" or draw(st.integers(0, 3)) == 2:  # an activity tolerates an unused user_point
+        envelope["user_point"] = draw(VALID_USER_POINTS)
+    if kind == "profile":
+        envelope["compartment_id"] = draw(VALID_IDS)
+        envelope["user_account_id"] = draw(VALID_IDS)
+    if kind == "choice":
+        envelope["processing_id"] = draw(VALID_IDS)
     body: dict[str, Any] = {
         "activity": dict(ACTIVITY_BODY),
         "profile": {},
-        "choice": {"$processing_id": envelope.get("processing_id", "1"), "$choice_ts": 1764000000000},
+        "choice": {"$processing_id": envelope.get("processing_id"), "$choice_ts": 1764000000000},
     }[kind]
-    body.update(draw(st.dictionaries(st.sampled_from(["extra", "$ts", "$type"]), JSON_SCALARS, max_size=2)))
+    body.update(draw(st.dictionaries(st.sampled_from(["extra", "custom"]), CUSTOM_VALUES, max_size=2)))
     envelope["body"] = body
-    return envelope
+    if draw(st.integers(0, 4)) != 2:
+        return Drawn(envelope, valid=True)
+    broken = draw(st.sampled_from(sorted(envelope)))
+    if draw(st.booleans()):
+        del envelope[broken]
+    else:
+        envelope[broken] = draw(ANY_VALUE)
+    return Drawn(envelope, valid=False)
 
 
 def dumps(document: object) -> bytes:
@@ -177,13 +230,13 @@ def is_dot_segment(segment: str) -> bool:
 
 
 def check_url_on_target(base: str, url: str, job: Job) -> None:
-    """The URL keeps the base's origin and prefix, has no query, and decodes back to exactly the job's values."""
-    prefix = ApiPaths(base).prefix
-    assert url.startswith(prefix)
-    parts, base_parts = urlsplit(url), urlsplit(prefix)
-    assert (parts.scheme, parts.netloc) == (base_parts.scheme, base_parts.netloc)
-    assert parts.query == ""
-    assert parts.fragment == ""
+    """The URL keeps the base's origin and prefix, has no query, and decodes back to exactly the job's values.
+
+    The prefix is spelled here from the configured base, not read back from ApiPaths: a builder that lost the
+    base's port or path prefix would otherwise agree with itself.
+    """
+    prefix = base.rstrip("/") + "/v1/datamarts/"
+    assert url.startswith(prefix), (url, base)
     assert "?" not in url
     assert "#" not in url
     segments = url[len(prefix) :].split("/")
@@ -223,46 +276,75 @@ class TestPlanNeverRaises:
         check_outcome(plan(mode, dumps(document), frozenset({"1509"})))
 
 
-class TestUrlsStayOnTarget:
-    @BOUNDED
-    @given(envelope=envelopes(), base=st.sampled_from(BASES), allow_named=st.booleans())
-    def test_every_planned_job_builds_a_url_under_the_configured_prefix(
-        self, envelope: dict[str, Any], base: str, allow_named: bool
-    ) -> None:
-        """A Job from a fuzzed envelope builds a URL on the base's origin and prefix that decodes to its values."""
-        allowed = {"1509"}
-        named = envelope.get("datamart_id")
-        if (
-            allow_named
-            and isinstance(named, str | int)
-            and not isinstance(named, bool)
-            and not is_dot_segment(str(named))
-        ):
-            allowed.add(str(named))  # a configuration may allow odd datamart ids: the URL must still hold
-        outcome = plan("envelope", dumps(envelope), frozenset(allowed))
-        check_outcome(outcome)
-        if isinstance(outcome, Job):
-            check_url_on_target(base, built_url(ApiPaths(base), outcome), outcome)
+def expects_a_job(drawn: Drawn, allowed: frozenset[str]) -> bool:
+    """A valid envelope on an allowed datamart (or none: the default) must plan to a Job."""
+    named = drawn.envelope.get("datamart_id")
+    return drawn.valid and (named is None or str(named) in allowed)
 
-    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-    @given(envelope=envelopes(), base=st.sampled_from(BASES))
-    def test_the_client_sends_every_planned_job_to_its_built_url(self, envelope: dict[str, Any], base: str) -> None:
+
+def allowed_for(drawn: Drawn, allow_named: bool) -> frozenset[str]:
+    """The default datamart, and the named one when allowed: a configuration may allow odd ids (not . or ..,
+    which no URL can carry as a segment)."""
+    named = drawn.envelope.get("datamart_id")
+    if allow_named and isinstance(named, str | int) and not isinstance(named, bool) and not is_dot_segment(str(named)):
+        return frozenset({"1509", str(named)})
+    return frozenset({"1509"})
+
+
+def check_mostly_jobs(tally: Counter[str], examples: int) -> None:
+    """Most fuzzed envelopes reached the URL assertions: a strategy that drifted to rejections fails here."""
+    assert tally["job"] + tally["rejection"] >= examples, tally
+    assert tally["job"] >= 0.6 * (tally["job"] + tally["rejection"]), tally
+
+
+class TestUrlsStayOnTarget:
+    def test_every_planned_job_builds_a_url_under_the_configured_prefix(self) -> None:
+        """A Job from a fuzzed envelope builds a URL on the base's origin and prefix that decodes to its values;
+        every valid envelope on an allowed datamart is a Job, and most draws get that far."""
+        tally: Counter[str] = Counter()
+
+        @BOUNDED
+        @given(drawn=envelopes(), base=st.sampled_from(BASES), allow_named=st.integers(0, 9).map(lambda n: n != 4))
+        def planned(drawn: Drawn, base: str, allow_named: bool) -> None:
+            allowed = allowed_for(drawn, allow_named)
+            outcome = plan("envelope", dumps(drawn.envelope), allowed)
+            check_outcome(outcome)
+            if expects_a_job(drawn, allowed):
+                assert isinstance(outcome, Job), outcome
+            if isinstance(outcome, Job):
+                tally["job"] += 1
+                check_url_on_target(base, built_url(ApiPaths(base), outcome), outcome)
+            else:
+                tally["rejection"] += 1
+
+        planned()
+        check_mostly_jobs(tally, BOUNDED.max_examples)
+
+    def test_the_client_sends_every_planned_job_to_its_built_url(self) -> None:
         """MicsClient never refuses a planned Job and sends it exactly where ApiPaths says, with the body as is."""
-        named = envelope.get("datamart_id")
-        allowed = {"1509"} | ({named} if isinstance(named, str) and not is_dot_segment(named) else set())
-        outcome = plan("envelope", dumps(envelope), frozenset(allowed))
-        if not isinstance(outcome, Job):
-            return
-        transport = RecordingTransport()
-        client = MicsClient(transport, base, ApiToken("fuzz-token"))
-        result = asyncio.run(send_job(client, outcome))
-        assert result.kind is OutcomeKind.SUCCESS
-        assert len(transport.sent) == 1
-        method, url, body = transport.sent[0]
-        assert url == built_url(ApiPaths(base), outcome)
-        assert method == ("POST" if outcome.route == "activity" else "PUT")
-        assert body == outcome.body
-        check_url_on_target(base, url, outcome)
+        tally: Counter[str] = Counter()
+
+        @CLIENT
+        @given(drawn=envelopes(), base=st.sampled_from(BASES))
+        def sent(drawn: Drawn, base: str) -> None:
+            outcome = plan("envelope", dumps(drawn.envelope), allowed_for(drawn, allow_named=True))
+            if not isinstance(outcome, Job):
+                tally["rejection"] += 1
+                return
+            tally["job"] += 1
+            transport = RecordingTransport()
+            client = MicsClient(transport, base, ApiToken("fuzz-token"))
+            result = asyncio.run(send_job(client, outcome))
+            assert result.kind is OutcomeKind.SUCCESS
+            assert len(transport.sent) == 1
+            method, url, body = transport.sent[0]
+            assert url == built_url(ApiPaths(base), outcome)
+            assert method == ("POST" if outcome.route == "activity" else "PUT")
+            assert body == outcome.body
+            check_url_on_target(base, url, outcome)
+
+        sent()
+        check_mostly_jobs(tally, CLIENT.max_examples)
 
 
 class TestDotSegments:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -14,6 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from tests.observability import yaml_subset
+from tests.support.tools import require_tool
 from worker.metrics import WorkerMetrics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -215,20 +215,13 @@ class TestRulesStructure:
             assert template.strip().startswith(("$labels", "$value")), template
 
 
-def promtool() -> str | None:
-    """The promtool that scripts/install-promtool builds, or one on PATH."""
+def promtool() -> str:
+    """The promtool that scripts/install-promtool builds, or one on PATH; missing: fails in CI, skips elsewhere."""
     built = REPO / ".cache" / "tools" / "promtool"
-    if built.is_file() and os.access(built, os.X_OK):
-        return str(built)
-    return shutil.which("promtool")
+    found = built if built.is_file() else shutil.which("promtool")
+    return require_tool("promtool", found, "run scripts/install-promtool (needs Go)")
 
 
-needs_promtool = pytest.mark.skipif(
-    promtool() is None, reason="promtool not installed: run scripts/install-promtool (needs Go) to enable"
-)
-
-
-@needs_promtool
 class TestPromtool:
     def test_rules_pass_promtool_check(self) -> None:
         """promtool accepts the rule file (syntax, PromQL, templates)."""

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -15,6 +14,7 @@ import pytest
 
 from tests.sandbox.conftest import ACTIVITY, ACTIVITY_PATH, PROFILE_PATH, choice_path
 from tests.support.sandbox_process import REPO_ROOT, SandboxError, SandboxProcess
+from tests.support.scenario import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -90,10 +90,7 @@ class TestLifecycle:
 
             client = threading.Thread(target=post)
             client.start()
-            for _ in range(200):
-                if process.stats()["dropped"].get("hang"):
-                    break
-                time.sleep(0.05)
+            eventually(lambda: bool(process.stats()["dropped"].get("hang")), 30, "the sandbox to hold the request")
             assert process.stop(timeout_s=30) == 0
             client.join()
         assert [type(exc) for exc in outcome] == [httpx.RemoteProtocolError]

@@ -14,7 +14,7 @@ import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
 import orjson
 from prometheus_client import CollectorRegistry
@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from tests.support.fake_kafka import FakeConsumer, FakeProducer
 from worker.config import DlqGuardSettings, RouteRule, TrafficSettings, WorkerConfig
 from worker.health import Health
+from worker.kafka import Consumer, Producer
 from worker.metrics import WorkerMetrics
 from worker.mics.auth import ApiToken
 from worker.mics.client import MicsClient
@@ -35,7 +36,7 @@ BASE_URL = "http://api.test"
 OK = RawResponse(200, {}, b'{"status":"ok","data":{}}')
 NOT_FOUND = RawResponse(404, {}, b'{"status":"error","error":"Resource Not Found"}')
 
-Handler = Callable[["Request"], Awaitable[RawResponse] | RawResponse]
+Handler = Callable[["Request"], Awaitable[RawResponse | TransportError] | RawResponse | TransportError]
 
 
 @dataclass(frozen=True)
@@ -141,8 +142,8 @@ class CoreHarness:
         )
         self.pipeline = Pipeline(
             self.config,
-            consumer=self.consumer,  # type: ignore[arg-type] - a named fake of the consumer's surface
-            producer=self.producer,  # type: ignore[arg-type] - likewise
+            consumer=cast(Consumer, self.consumer),  # a named fake of the consumer's surface
+            producer=cast(Producer, self.producer),  # likewise
             client=client,
             validators=Validators.load(self.config.schemas_dir),
             metrics=self.metrics,

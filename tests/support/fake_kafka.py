@@ -67,7 +67,8 @@ class FakeMessage:
 class FakeConsumer:
     """A consumer of in-memory partition logs; `rebalance` schedules callbacks for the next `consume`."""
 
-    def __init__(self) -> None:
+    def __init__(self, queue_bytes: int = 16 * 1024 * 1024) -> None:
+        self.queue_bytes = queue_bytes  # like queued.max.messages.kbytes: what one consume() can return at most
         self.logs: dict[Key, list[FakeMessage]] = {}
         self.position: dict[Key, int] = {}
         self.assigned: list[Key] = []
@@ -122,13 +123,14 @@ class FakeConsumer:
             while self.errors and len(taken) < num_messages:
                 error = self.errors.popleft()
                 taken.append(FakeMessage("", -1, -1, None, error=error))
-            progress = True
-            while len(taken) < num_messages and progress:
+            progress, size = True, 0
+            while len(taken) < num_messages and progress and (size < self.queue_bytes or not taken):
                 progress = False
                 for key in self.assigned:  # round robin, one record per partition per turn
                     log, at = self.logs.get(key, []), self.position.get(key, 0)
                     if key not in self.paused and at < len(log) and len(taken) < num_messages:
                         taken.append(log[at])
+                        size += len(log[at].value() or b"")
                         self.position[key] = at + 1
                         progress = True
             return taken

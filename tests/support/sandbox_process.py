@@ -172,10 +172,12 @@ class SandboxProcess:
 
     # -- admin API -------------------------------------------------------------------------------------------
 
-    def _call(self, method: str, name: str, body: dict[str, object] | None = None) -> Any:
+    def _call(
+        self, method: str, name: str, body: dict[str, object] | None = None, params: dict[str, float] | None = None
+    ) -> Any:
         if self._admin is None:
             raise SandboxError("the sandbox is not started")
-        response = self._admin.request(method, f"/_sandbox/{name}", json=body)
+        response = self._admin.request(method, f"/_sandbox/{name}", json=body, params=params)
         if response.status_code != 200:
             raise SandboxError(f"{method} /_sandbox/{name} answered {response.status_code}: {response.text}")
         return response.json()
@@ -189,6 +191,25 @@ class SandboxProcess:
     def faults(self) -> dict[str, Any]:
         """The current fault set (`outage_s`: seconds left in the outage window)."""
         result: dict[str, Any] = self._call("GET", "faults")
+        return result
+
+    def set_rate_limit(self, **changes: float | bool | str | None) -> dict[str, Any]:
+        """Change some rate limit settings (`rate`, `burst`, `per_datamart_rate`, `per_datamart_burst`: None
+        removes a limit or defaults a burst; `record`, `arrivals_kept`); return `rate_limit()`'s document."""
+        result: dict[str, Any] = self._call("PUT", "rate_limit", dict(changes))
+        return result
+
+    def rate_limit(self) -> dict[str, Any]:
+        """The limits in force and the counters: `admitted`, `throttled`, `throttled_by` (`global`,
+        `datamart`), `datamarts` (`{"<id>": {"admitted", "throttled"}}`)."""
+        result: dict[str, Any] = self._call("GET", "rate_limit")
+        return result
+
+    def arrivals(self, window_s: float = 10.0, bucket_s: float = 0.1) -> dict[str, Any]:
+        """Arrivals per `bucket_s` over the last `window_s` seconds, oldest first: `admitted` and `throttled`
+        lists, `now_s`/`start_s` (the sandbox's monotonic clock), and `complete` (no arrival of the window is
+        missing). Recorded only while a limit is set or recording is on (`set_rate_limit(record=True)`)."""
+        result: dict[str, Any] = self._call("GET", "arrivals", params={"window_s": window_s, "bucket_s": bucket_s})
         return result
 
     def stats(self) -> dict[str, Any]:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from worker.kafka import Consumer
-from worker.pipeline import consume_available
+from worker.kafka import Consumer, consume_available
 
 
 class ScriptedConsumer:

@@ -18,6 +18,7 @@ import uvloop
 
 from worker.sandbox.admin import TokenError, check_token
 from worker.sandbox.faults import FaultSettings, FaultSettingsError
+from worker.sandbox.ratelimit import DEFAULT_ARRIVALS_KEPT, RateLimitSettings, RateLimitSettingsError, parse_rate
 from worker.sandbox.server import SandboxServer
 from worker.sandbox.state import MIB, SandboxSettings
 from worker.validation import Validators
@@ -41,6 +42,13 @@ def _positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
     return value
+
+
+def _rate(text: str) -> float:
+    try:
+        return parse_rate(text)
+    except RateLimitSettingsError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,6 +81,45 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (kind, text) in _FAULT_FLAGS.items():
         flag = "--" + name.replace("_", "-")
         faults.add_argument(flag, dest=name, type=kind, metavar=kind.__name__.upper(), help=text)
+    limits = parser.add_argument_group(
+        "rate limit (token buckets on the API, not on /_sandbox; also settable at runtime: PUT /_sandbox/rate_limit)"
+    )
+    limits.add_argument(
+        "--rate-limit",
+        type=_rate,
+        metavar="RATE",
+        help="requests per second the whole API admits, e.g. 500/s, 500 or 30000/min; above it: 429 + Retry-After",
+    )
+    limits.add_argument(
+        "--rate-burst",
+        type=_positive_int,
+        metavar="N",
+        help="requests admitted at once after a quiet spell (default: one second's worth of --rate-limit)",
+    )
+    limits.add_argument(
+        "--rate-limit-per-datamart",
+        type=_rate,
+        metavar="RATE",
+        help="the same kind of limit for each datamart separately (the :datamartId path segment)",
+    )
+    limits.add_argument(
+        "--rate-burst-per-datamart",
+        type=_positive_int,
+        metavar="N",
+        help="each datamart's burst (default: one second's worth of --rate-limit-per-datamart)",
+    )
+    limits.add_argument(
+        "--record-arrivals",
+        action="store_true",
+        help="count and record arrivals (GET /_sandbox/arrivals) even without a limit; a limit always does",
+    )
+    limits.add_argument(
+        "--arrivals-kept",
+        type=_positive_int,
+        default=DEFAULT_ARRIVALS_KEPT,
+        metavar="N",
+        help="arrival times kept for GET /_sandbox/arrivals, admitted and throttled each (default: %(default)s)",
+    )
     return parser
 
 
@@ -109,6 +156,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse `argv`, serve until a stop signal, return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.rate_burst is not None and args.rate_limit is None:
+        parser.error("--rate-burst needs --rate-limit")
+    if args.rate_burst_per_datamart is not None and args.rate_limit_per_datamart is None:
+        parser.error("--rate-burst-per-datamart needs --rate-limit-per-datamart")
     logging.basicConfig(level=args.log_level, stream=sys.stderr)
     try:
         token = check_token(args.token if args.token is not None else os.environ.get(TOKEN_ENV))
@@ -116,9 +167,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         faults = FaultSettings().with_changes({k: v for k, v in fault_flags.items() if v is not None})
         if args.outage_s is not None and args.outage_s < 0:
             raise FaultSettingsError("outage_s must be >= 0")
+        rate_limit = RateLimitSettings(
+            rate=args.rate_limit,
+            burst=args.rate_burst,
+            per_datamart_rate=args.rate_limit_per_datamart,
+            per_datamart_burst=args.rate_burst_per_datamart,
+            record=args.record_arrivals,
+            arrivals_kept=args.arrivals_kept,
+        )
     except TokenError as exc:
         parser.error(f"{exc} (pass --token or set {TOKEN_ENV})")
-    except FaultSettingsError as exc:
+    except (FaultSettingsError, RateLimitSettingsError) as exc:
         parser.error(str(exc))
     settings = SandboxSettings(
         token=token,
@@ -127,6 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         journal_capacity=args.journal_size,
         seed=args.seed,
         faults=faults,
+        rate_limit=rate_limit,
     )
     checker = None if args.minimal else Validators.load()
     uvloop.run(_serve(SandboxServer(settings, checker), args))

@@ -1,11 +1,13 @@
 """The sandbox's own control API under `/_sandbox`: no authentication, no faults, loopback use only.
 
-`GET stats`, `GET documents`, `GET requests`, `GET|PUT faults`, `PUT token`, `POST reset`; answers are plain
+`GET stats`, `GET documents`, `GET requests`, `GET|PUT faults`, `GET|PUT rate_limit`, `GET arrivals`,
+`PUT token`, `POST reset`; answers are plain
 JSON documents (not the API's `status`/`data` envelope), errors the API's error body.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -14,10 +16,13 @@ from aiohttp import web
 from worker.sandbox import replies
 from worker.sandbox.bodies import read_capped
 from worker.sandbox.faults import FaultSettingsError
+from worker.sandbox.ratelimit import RateLimitSettingsError
 from worker.sandbox.state import SandboxState
 
 PREFIX = "/_sandbox"
 MAX_ADMIN_BODY = 64 * 1024
+#: `GET arrivals` answers at most this many buckets (window_s / bucket_s).
+MAX_ARRIVAL_BUCKETS = 100_000
 
 
 class TokenError(ValueError):
@@ -48,6 +53,9 @@ class AdminApi:
             ("GET", "requests"): self._requests,
             ("GET", "faults"): self._faults,
             ("PUT", "faults"): self._set_faults,
+            ("GET", "rate_limit"): self._rate_limit,
+            ("PUT", "rate_limit"): self._set_rate_limit,
+            ("GET", "arrivals"): self._arrivals,
             ("PUT", "token"): self._set_token,
             ("POST", "reset"): self._reset,
         }
@@ -86,6 +94,24 @@ class AdminApi:
             raise _BadAdminRequest(str(exc)) from None
         return replies.json_response(self._state.faults.describe())
 
+    async def _rate_limit(self, _: web.BaseRequest) -> web.Response:
+        return replies.json_response(self._state.limiter.describe())
+
+    async def _set_rate_limit(self, request: web.BaseRequest) -> web.Response:
+        changes = await _json_object(request)
+        try:
+            self._state.limiter.update(changes)
+        except RateLimitSettingsError as exc:
+            raise _BadAdminRequest(str(exc)) from None
+        return replies.json_response(self._state.limiter.describe())
+
+    async def _arrivals(self, request: web.BaseRequest) -> web.Response:
+        window_s = _positive_query_number(request, "window_s", 10.0)
+        bucket_s = _positive_query_number(request, "bucket_s", 0.1)
+        if window_s / bucket_s > MAX_ARRIVAL_BUCKETS:
+            raise _BadAdminRequest(f"window_s / bucket_s must be at most {MAX_ARRIVAL_BUCKETS}")
+        return replies.json_response(self._state.limiter.arrivals(window_s, bucket_s))
+
     async def _set_token(self, request: web.BaseRequest) -> web.Response:
         document = await _json_object(request)
         try:
@@ -97,6 +123,19 @@ class AdminApi:
     async def _reset(self, _: web.BaseRequest) -> web.Response:
         self._state.reset()
         return replies.json_response({"status": "ok"})
+
+
+def _positive_query_number(request: web.BaseRequest, name: str, default: float) -> float:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise _BadAdminRequest(f"{name} must be a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise _BadAdminRequest(f"{name} must be a finite number > 0")
+    return value
 
 
 async def _json_object(request: web.BaseRequest) -> dict[str, object]:

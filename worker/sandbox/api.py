@@ -1,10 +1,12 @@
 """The Tracking API endpoints under `/v1`, answered the way the real API answers them.
 
-Order of checks for one request: added latency, then the injected fault (if any), then authentication
+Order of checks for one request: the rate limit (decided on arrival; a 429 still waits out the latency),
+then added latency, then the injected fault (if any), then authentication
 (401), then the path (400 malformed, 404 unknown, 405 wrong method), then the body: content type (415),
 size (413), JSON (400), the schema (400, message with the JSON path), agreement with the ids in the path
 (400); only then is the document stored. Faults come before authentication so that a misbehaving API
-looks the same to every client, authenticated or not.
+looks the same to every client, authenticated or not; the rate limit stands in front of everything, as a
+gateway would, so a throttled request draws no fault.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from worker.sandbox.paths import (
     allowed_methods,
     parse_target,
 )
+from worker.sandbox.ratelimit import retry_after_s
 from worker.sandbox.state import SandboxState
 from worker.sandbox.store import JsonObject
 
@@ -77,6 +80,7 @@ class TrackingApi:
     def __init__(self, state: SandboxState, checker: DocumentChecker | None) -> None:
         self._state = state
         self._checker = checker
+        self._limiter = state.limiter  # never replaced: reset() and updates change it in place
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         """Answer (or, when a fault says so, drop) one API request, and journal it."""
@@ -86,9 +90,13 @@ class TrackingApi:
             route = target.route(request.method) or Route.UNKNOWN
         except (UnknownPath, MalformedPath) as exc:
             target, route = exc, Route.UNKNOWN
+        throttled = self._throttled(target) if self._limiter.active else None
         faults = self._state.faults
         if faults.settings.latency_ms > 0:
             await asyncio.sleep(faults.settings.latency_ms / 1000)
+        if throttled is not None:
+            self._journal(request, route, throttled.status)
+            return throttled
         fault = faults.decide()
         if fault is Fault.NONE:
             try:
@@ -104,6 +112,16 @@ class TrackingApi:
             response = self._fault_response(fault)
         self._journal(request, route, response.status)
         return response
+
+    def _throttled(self, target: Target | UnknownPath | MalformedPath) -> web.Response | None:
+        """Pass the request through the rate limiter; its 429 when refused, None when admitted."""
+        datamart = None if isinstance(target, UnknownPath | MalformedPath) else target.datamart_id
+        refusal = self._limiter.admit(datamart)
+        if refusal is None:
+            return None
+        wait_s, scope = refusal
+        headers = {"Retry-After": str(retry_after_s(wait_s))}
+        return replies.error(429, f"Too Many Requests (sandbox rate limit: {scope})", headers)
 
     def _journal(self, request: web.BaseRequest, route: Route, status: int | None, dropped: str | None = None) -> None:
         raw_path, _, query = request.raw_path.partition("?")

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from worker.sandbox.faults import FaultInjector, FaultSettings
 from worker.sandbox.journal import DEFAULT_CAPACITY, Journal
+from worker.sandbox.ratelimit import RateLimiter, RateLimitSettings
 from worker.sandbox.store import DocumentStore
 
 MIB = 1024 * 1024
@@ -24,10 +25,11 @@ class SandboxSettings:
     journal_capacity: int = DEFAULT_CAPACITY
     seed: int | None = None
     faults: FaultSettings = field(default_factory=FaultSettings)
+    rate_limit: RateLimitSettings = field(default_factory=RateLimitSettings)
 
 
 class SandboxState:
-    """The accepted token, stored documents, request journal and fault injector of one sandbox."""
+    """The accepted token, stored documents, request journal, fault injector and rate limiter of one sandbox."""
 
     def __init__(self, settings: SandboxSettings) -> None:
         self.settings = settings
@@ -35,6 +37,7 @@ class SandboxState:
         self.store = DocumentStore()
         self.journal = Journal(settings.journal_capacity)
         self.faults = FaultInjector(settings.faults, seed=settings.seed)
+        self.limiter = RateLimiter(settings.rate_limit)
 
     @property
     def token(self) -> str:
@@ -50,8 +53,9 @@ class SandboxState:
         return f"SandboxState(minimal={self.settings.minimal}, stored={self.store.counts()})"
 
     def reset(self) -> None:
-        """Back to how it started: startup token and faults, re-seeded RNG, nothing stored or counted."""
+        """Back to how it started: startup token, faults and limits, re-seeded RNG, nothing stored or counted."""
         self.token = self.settings.token
         self.store.clear()
         self.journal.clear()
         self.faults.reset()
+        self.limiter.reset()
