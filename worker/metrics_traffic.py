@@ -101,3 +101,9 @@ class TrafficMetrics:
     def set_halted(self, route: str, datamart: str, halted: bool) -> None:
         """Datamarts come from the allowed list (configuration), so the series stay bounded."""
         self.halted.labels(route, datamart).set(1 if halted else 0)
+
+    def prepare_halts(self, routes: Iterable[str], datamarts: Iterable[str]) -> None:
+        """Create every (route, allowed datamart) halt series at 0, so dashboards and rules see it before a halt."""
+        for route in routes:
+            for datamart in datamarts:
+                self.set_halted(route, datamart, False)

@@ -119,6 +119,7 @@ class Pipeline:
             on_halt=self._flow.set_route_halted,
             rng=rng,
         )
+        metrics.traffic.prepare_halts(self._traffic.routes, config.allowed_datamarts)
         self._sender = Sender(
             client, config.retry, self._gate, metrics, self._traffic, max_concurrency=config.max_concurrency, rng=rng
         )

@@ -64,8 +64,11 @@ class Sender:
         self._traffic = traffic
         self._rng = rng or random.Random()
         self._concurrency = asyncio.Semaphore(max_concurrency)  # all routes together: the connection pool's size
+        self._never = asyncio.Event()  # pacing waits end with the drain's deadline (task cancellation), not its start
 
-    async def send(self, job: Job, partition: Partition) -> Outcome:  # noqa: PLR0911 - one return per fate
+    async def send(  # noqa: PLR0911, PLR0912 - one return per fate
+        self, job: Job, partition: Partition
+    ) -> Outcome:
         """Send until the job is delivered, dead-lettered or given up (its partition was handed over)."""
         route, datamart, policy = job.route, job.datamart_id, self._policy
         lane = self._traffic.routes[route]
@@ -77,8 +80,11 @@ class Sender:
                 return Finish.ABANDONED
             if self._gate.is_held(datamart) and not await self._gate.wait(datamart, draining):
                 return Finish.ABANDONED
-            ticket = await self._traffic.admit(lane, datamart, draining)
+            ticket = await self._traffic.admit(lane, datamart, draining, self._never)
             if ticket is None:
+                return Finish.ABANDONED
+            if _handed_over(partition):  # the revoke's drain ended while it waited for a slot: the next owner has it
+                self._traffic.abandon(lane, datamart, ticket)
                 return Finish.ABANDONED
             result = await self._request(job, lane, datamart, ticket)
             counted = self._traffic.record(lane, datamart, ticket, result)
@@ -117,6 +123,11 @@ class Sender:
             raise
         self._metrics.http(job.route, result.status, result.elapsed_s)
         return result
+
+
+def _handed_over(partition: Partition) -> bool:
+    """Read afresh after an await (a plain attribute test would stay narrowed by the one before it)."""
+    return partition.handed_over
 
 
 async def send_job(client: MicsClient, job: Job) -> ApiResult:

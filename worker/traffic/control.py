@@ -107,17 +107,23 @@ class Traffic:
             clock=clock,
         )
 
-    async def admit(self, lane: RouteTraffic, datamart: str, wake: asyncio.Event) -> int | None:
-        """Pass every wait and take a slot; the ticket says which probes this request is, None when `wake` won.
+    async def admit(
+        self, lane: RouteTraffic, datamart: str, wake: asyncio.Event, pace_wake: asyncio.Event
+    ) -> int | None:
+        """Pass every wait and take a slot; the ticket says which probes this request is, None when a wake won.
 
-        A request that got its slot after the route closed meanwhile (a 429, the circuit, a halt) gives the slot
-        back and waits again: the requests queued for slots must not slip through as a wave.
+        Holds and slow pacing (a halt, the shared backoff, the circuit, the static rate limits) end on `wake` (the
+        partition drains: the message is given up); a free slot under the concurrency limit is waited for until
+        `pace_wake`, so a graceful drain still sends what was queued for a slot, as it sends what was queued behind
+        a key (giving those up made a restart repeat them). A request that got its slot after
+        the route closed meanwhile (a 429, the circuit, a halt) gives the slot back and waits again: the requests
+        queued for slots must not slip through as a wave.
         """
         while True:
             ticket = await self._pass(lane, datamart, wake)
             if ticket is None:
                 return None
-            if not await lane.limiter.acquire(wake):
+            if not await lane.limiter.acquire(pace_wake):
                 self._release_probes(lane, datamart, ticket)
                 return None
             if not self._closed_since(lane, datamart, ticket):
