@@ -9,7 +9,16 @@ import re
 from typing import Any
 
 from soak.model import Report, Sample
-from soak.settings import OUTAGE_EVERY_S, OUTAGE_S, REPO_ROOT, RSS_TOLERANCE, SOAK_FAULTS, WARM_UP_S, WORKER_SETTINGS
+from soak.settings import (
+    OUTAGE_EVERY_S,
+    OUTAGE_S,
+    RATE_LIMIT_SHARE,
+    REPO_ROOT,
+    RSS_TOLERANCE,
+    SOAK_FAULTS,
+    WARM_UP_S,
+    WORKER_SETTINGS,
+)
 from soak.verdict import rss_flatness, verdict
 from tests.support.worker_process import worker_env
 from worker import __version__
@@ -206,10 +215,11 @@ def _worker_settings_text() -> str:
 
 def _faults_text() -> str:
     return (
-        f"latency {SOAK_FAULTS['latency_ms']:g} ms, 503 {SOAK_FAULTS['p503']:.1%}, 429 {SOAK_FAULTS['p429']:.1%} "
-        f"(Retry-After {SOAK_FAULTS['retry_after_s']:g} s), reset {SOAK_FAULTS['p_reset']:.1%}, hang "
+        f"latency {SOAK_FAULTS['latency_ms']:g} ms, 503 {SOAK_FAULTS['p503']:.1%}, reset {SOAK_FAULTS['p_reset']:.1%}, "
+        f"hang "
         f"{SOAK_FAULTS['p_hang']:.1%} for {SOAK_FAULTS['hang_s']:g} s (read timeout "
-        f"{WORKER_SETTINGS['HTTP_READ_TIMEOUT_S']} s)"
+        f"{WORKER_SETTINGS['HTTP_READ_TIMEOUT_S']} s); 429 with Retry-After from a token bucket at "
+        f"{RATE_LIMIT_SHARE:g}x the stream's rate (met when the worker catches up after an outage)"
     )
 
 

@@ -47,7 +47,7 @@ from confluent_kafka import TopicPartition
 from soak.model import Report
 from soak.render import render
 from soak.sampling import DrainTimeout, LagProbe, Watch, metric_by_label, observe, take_sample
-from soak.settings import DATAMART, OUTCOMES, REPO_ROOT, SOAK_FAULTS, WORKER_SETTINGS
+from soak.settings import DATAMART, OUTCOMES, RATE_LIMIT_SHARE, REPO_ROOT, SOAK_FAULTS, WORKER_SETTINGS
 from soak.sink import SinkProcess
 from soak.stream import StreamProducer
 from soak.verdict import settle, verdict
@@ -159,6 +159,7 @@ def soak(
     topics = _topics(bootstrap_servers, args.partitions)
     group = f"soak-{uuid.uuid4().hex[:8]}"
     sink.set_faults(**SOAK_FAULTS)
+    sink.call("PUT", "/_sandbox/rate_limit", {"rate": round(rate * RATE_LIMIT_SHARE, 1)})
     worker = _worker(bootstrap_servers, sink, topics, group)
     partitions = [TopicPartition(topic, p) for topic in topics[:2] for p in range(args.partitions)]
     probe = LagProbe(bootstrap_servers, group, partitions)

@@ -49,7 +49,13 @@ async def _run(config: WorkerConfig) -> RunSummary:
     )
     producer = make_dlq_producer(config, on_error=callbacks.on_error)
     transport = make_transport(config.http_backend, config.timeouts, config.max_concurrency)
-    client = MicsClient(transport, config.api_base_url, config.api_token, decode_write_answers=False)
+    client = MicsClient(
+        transport,
+        config.api_base_url,
+        config.api_token,
+        decode_write_answers=False,
+        statuses=config.status_classes,
+    )
     pipeline = Pipeline(
         config,
         consumer=consumer,

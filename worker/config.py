@@ -7,7 +7,6 @@ token, librdkafka passwords) are redacted from the repr.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,23 +15,30 @@ from typing import Literal, cast
 from urllib.parse import urlsplit
 
 from worker import codec
+from worker.env import ENV_PREFIX, ConfigError, Env
 from worker.mics.auth import ApiToken
+from worker.mics.statuses import DEFAULT_TABLE, StatusTable, parse_status_classes
 from worker.mics.transport import Timeouts
 from worker.retry import RetryPolicy
+from worker.traffic.ratelimit import parse_rate_limits
+from worker.traffic.settings import TrafficSettings
 
-__all__ = ["ENV_PREFIX", "ConfigError", "DlqGuardSettings", "RouteMode", "RouteRule", "WorkerConfig"]
+__all__ = [
+    "ENV_PREFIX",
+    "ConfigError",
+    "DlqGuardSettings",
+    "RouteMode",
+    "RouteRule",
+    "TrafficSettings",
+    "WorkerConfig",
+]
 
-ENV_PREFIX = "MICS_WORKER_"
 KAFKA_PREFIX = ENV_PREFIX + "KAFKA_"
 
 RouteMode = Literal["activity", "profile", "choice", "envelope"]
 ROUTE_MODES: tuple[RouteMode, ...] = ("activity", "profile", "choice", "envelope")
 _MODES_BY_NAME: dict[str, RouteMode] = {mode: mode for mode in ROUTE_MODES}
 _SECRET_KAFKA_KEY = re.compile(r"password|secret|token|key\.pem|credentials", re.IGNORECASE)
-
-
-class ConfigError(ValueError):
-    """A setting is missing or malformed; the message names the variable."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +87,11 @@ class WorkerConfig:
     max_message_bytes: int = 1_000_000
     max_in_flight: int = 2000
     max_in_flight_bytes: int = 64 * 1024 * 1024
-    max_concurrency: int = 64
+    max_concurrency: int = 256  # a ceiling, not the pace: the adaptive limit starts at 20 (README, "Flow control")
     route_concurrency: Mapping[str, int] = field(default_factory=dict)
+    traffic: TrafficSettings = field(default_factory=TrafficSettings)
+    status_classes: StatusTable = DEFAULT_TABLE
+    processes: int = 1
     consume_batch_size: int = 500
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeouts: Timeouts = field(default_factory=Timeouts)
@@ -106,7 +115,7 @@ class WorkerConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> WorkerConfig:
         """Build and validate the configuration from environment variables (and the routes file they name)."""
-        env = _Env(environ)
+        env = Env(environ)
         topics = env.csv("TOPICS")
         topic_pattern = env.text_or_none("TOPIC_PATTERN")
         if bool(topics) == bool(topic_pattern):
@@ -145,6 +154,7 @@ class WorkerConfig:
         except ValueError as exc:
             raise ConfigError(f"{ENV_PREFIX}RETRY_*: {exc}") from None
         schemas_dir = env.text_or_none("SCHEMAS_DIR")
+        processes = env.integer("PROCESSES", cls.processes, minimum=1, maximum=1024)
         return cls(
             bootstrap_servers=env.required("BOOTSTRAP_SERVERS"),
             api_token=token,
@@ -167,6 +177,9 @@ class WorkerConfig:
             max_in_flight_bytes=env.integer("MAX_IN_FLIGHT_BYTES", cls.max_in_flight_bytes, minimum=1024),
             max_concurrency=env.integer("MAX_CONCURRENCY", cls.max_concurrency, minimum=1),
             route_concurrency=_route_concurrency(env),
+            traffic=_traffic_settings(env, processes, allowed),
+            status_classes=_status_classes(env),
+            processes=processes,
             consume_batch_size=env.integer("CONSUME_BATCH_SIZE", cls.consume_batch_size, minimum=1, maximum=100_000),
             retry=retry,
             timeouts=Timeouts(
@@ -185,7 +198,7 @@ class WorkerConfig:
         )
 
 
-def _guard_settings(env: _Env) -> DlqGuardSettings:
+def _guard_settings(env: Env) -> DlqGuardSettings:
     settings = DlqGuardSettings(
         window=env.integer("DLQ_GUARD_WINDOW", _GUARD.window, minimum=1),
         max_ratio=env.number("DLQ_GUARD_MAX_RATIO", _GUARD.max_ratio, maximum=1.0),
@@ -201,13 +214,48 @@ def _guard_settings(env: _Env) -> DlqGuardSettings:
     return settings
 
 
-def _route_concurrency(env: _Env) -> dict[str, int]:
+def _traffic_settings(env: Env, processes: int, allowed: frozenset[str]) -> TrafficSettings:
+    """Adaptive concurrency, shared backoff, circuit breaker, probes and `RATE_LIMIT` (split among the processes)."""
+    try:
+        limits = parse_rate_limits(env.text("RATE_LIMIT", ""), processes)
+    except ValueError as exc:
+        raise ConfigError(f"{ENV_PREFIX}RATE_LIMIT: {exc}") from None
+    unknown = sorted(set(limits.datamarts) - allowed)
+    if unknown:
+        raise ConfigError(f"{ENV_PREFIX}RATE_LIMIT: datamart {unknown[0]} is not an allowed datamart")
+    tolerance = env.number("CONCURRENCY_LATENCY_TOLERANCE", _TRAFFIC.latency_tolerance, minimum=1.0, maximum=100.0)
+    if tolerance <= 1.0:
+        raise ConfigError(f"{ENV_PREFIX}CONCURRENCY_LATENCY_TOLERANCE must be above 1 (a ratio to the baseline RTT)")
+    probe_s = env.number("PROBE_INTERVAL_S", _TRAFFIC.probe_interval_s, minimum=0.01)
+    probe_max_s = env.number("PROBE_MAX_INTERVAL_S", _TRAFFIC.probe_max_interval_s, minimum=0.01)
+    if probe_max_s < probe_s:
+        raise ConfigError(f"{ENV_PREFIX}PROBE_MAX_INTERVAL_S is below {ENV_PREFIX}PROBE_INTERVAL_S")
+    return TrafficSettings(
+        initial_concurrency=env.integer("INITIAL_CONCURRENCY", _TRAFFIC.initial_concurrency, minimum=1),
+        adaptive=env.choice("ADAPTIVE_CONCURRENCY", ("true", "false"), "true") == "true",
+        latency_tolerance=tolerance,
+        backoff_spread_s=env.number("BACKOFF_SPREAD_S", _TRAFFIC.backoff_spread_s, maximum=3600.0),
+        circuit_failures=env.integer("CIRCUIT_FAILURES", _TRAFFIC.circuit_failures, minimum=0),
+        probe_interval_s=probe_s,
+        probe_max_interval_s=probe_max_s,
+        rate_limits=limits,
+    )
+
+
+def _status_classes(env: Env) -> StatusTable:
+    try:
+        return parse_status_classes(env.text("HTTP_STATUS_CLASSES", ""))
+    except ValueError as exc:
+        raise ConfigError(f"{ENV_PREFIX}HTTP_STATUS_CLASSES: {exc}") from None
+
+
+def _route_concurrency(env: Env) -> dict[str, int]:
     """Optional per-route caps under the global one, e.g. `MICS_WORKER_PROFILE_CONCURRENCY=8`."""
     limits = {route: env.integer(f"{route.upper()}_CONCURRENCY", 0) for route in ("activity", "profile", "choice")}
     return {route: limit for route, limit in limits.items() if limit > 0}
 
 
-def _routes(env: _Env) -> tuple[RouteRule, ...]:
+def _routes(env: Env) -> tuple[RouteRule, ...]:
     rules: list[RouteRule] = []
     for item in env.csv("ROUTES"):
         topic, sep, mode = item.rpartition("=")
@@ -262,77 +310,7 @@ def _kafka_properties(environ: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-# Durations beyond a day are mistakes, and timers cannot wait for unbounded ones.
-MAX_SECONDS = 86_400.0
 _RETRY = RetryPolicy()
 _TIMEOUTS = Timeouts()
 _GUARD = DlqGuardSettings()
-
-
-class _Env:
-    """Typed reads of `MICS_WORKER_*` variables with errors that name the variable."""
-
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self._environ = environ
-
-    def _raw(self, key: str) -> str | None:
-        value = self._environ.get(ENV_PREFIX + key)
-        return value.strip() if value is not None and value.strip() else None
-
-    def required(self, key: str) -> str:
-        value = self._raw(key)
-        if value is None:
-            raise ConfigError(f"{ENV_PREFIX}{key} is required")
-        return value
-
-    def text(self, key: str, default: str) -> str:
-        value = self._raw(key)
-        return default if value is None else value
-
-    def text_or_none(self, key: str) -> str | None:
-        return self._raw(key)
-
-    def csv(self, key: str) -> list[str]:
-        value = self._raw(key)
-        return [] if value is None else [item.strip() for item in value.split(",") if item.strip()]
-
-    def choice(self, key: str, choices: tuple[str, ...], default: str, *, upper: bool = False) -> str:
-        value = self._raw(key)
-        if value is None:
-            return default
-        if upper:
-            value = value.upper()
-        if value not in choices:
-            raise ConfigError(f"{ENV_PREFIX}{key}={value!r} is not one of {', '.join(choices)}")
-        return value
-
-    def integer(self, key: str, default: int, *, minimum: int | None = 0, maximum: int | None = None) -> int:
-        value = self._raw(key)
-        if value is None:
-            return default
-        try:
-            number = int(value)
-        except ValueError:
-            raise ConfigError(f"{ENV_PREFIX}{key}={value!r} is not an integer") from None
-        self._check_range(key, number, minimum, maximum)
-        return number
-
-    def number(self, key: str, default: float, *, minimum: float = 0.0, maximum: float | None = MAX_SECONDS) -> float:
-        value = self._raw(key)
-        if value is None:
-            return default
-        try:
-            number = float(value)
-        except ValueError:
-            raise ConfigError(f"{ENV_PREFIX}{key}={value!r} is not a number") from None
-        if not math.isfinite(number):
-            raise ConfigError(f"{ENV_PREFIX}{key} must be a finite number")
-        self._check_range(key, number, minimum, maximum)
-        return number
-
-    @staticmethod
-    def _check_range(key: str, number: float, minimum: float | None, maximum: float | None) -> None:
-        if minimum is not None and number < minimum:
-            raise ConfigError(f"{ENV_PREFIX}{key}={number} is below the minimum {minimum}")
-        if maximum is not None and number > maximum:
-            raise ConfigError(f"{ENV_PREFIX}{key}={number} is above the maximum {maximum}")
+_TRAFFIC = TrafficSettings()

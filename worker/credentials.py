@@ -72,7 +72,7 @@ class CredentialsGate:
         while True:
             await asyncio.sleep(self._interval_s)
             result = await self._probe(datamart)
-            if result.kind in (OutcomeKind.SUCCESS, OutcomeKind.PERMANENT):
+            if result.kind not in (OutcomeKind.AUTH, OutcomeKind.RETRYABLE):  # let in: the token is not the problem
                 log.info("the API accepts the credentials for datamart %s again: resuming it", datamart)
                 self._flow.set_credentials_held(datamart, False)
                 event.set()

@@ -7,7 +7,8 @@ Two kinds of pause, kept apart:
   (`credentials`, per datamart). A DLQ hold pauses the whole assignment; a credentials hold only stops the held
   datamart's messages (they wait, and their partitions fill and pause like any other slow partition). Every hold
   makes the worker not ready; `FlowControl` is the one record of them, and pushes each change to the metrics and
-  the health state.
+  the health state. A route halted for a datamart (`misconfigured`: the API says the base URL or path is wrong,
+  `traffic.halts`) is held the same way as a credentials hold: only its messages wait.
 - **Backpressure** is per partition and never pauses the whole assignment. Each partition has an equal share of
   the window, in messages (`MAX_IN_FLIGHT`: taken and not committed, what a crash would repeat) and in bytes
   (`MAX_IN_FLIGHT_BYTES`: the records held in memory). A partition is paused when its own share is used and
@@ -70,13 +71,14 @@ def backpressure(partitions: Collection[Partition], window: Window, paused: Coll
 class FlowControl:
     """The holds in force (one source of truth, mirrored to metrics and health)."""
 
-    __slots__ = ("_credentials", "_health", "_holds", "_metrics", "running")
+    __slots__ = ("_credentials", "_halted", "_health", "_holds", "_metrics", "running")
 
     def __init__(self, metrics: WorkerMetrics, health: Health) -> None:
         self._metrics = metrics
         self._health = health
         self._holds: set[str] = set()
         self._credentials: set[str] = set()
+        self._halted: set[str] = set()
         self.running = asyncio.Event()  # set while no halting hold is in force: what held messages wait for
         self.running.set()
 
@@ -120,6 +122,20 @@ class FlowControl:
         any_held = bool(self._credentials)
         self._metrics.set_paused("credentials", any_held)
         self._health.set_paused("credentials", any_held)
+
+    def set_route_halted(self, route: str, datamart: str, on: bool) -> None:
+        """Record that a route is (or no longer is) halted for a datamart: a `misconfigured` hold."""
+        key = f"{route}/{datamart}"
+        if on == (key in self._halted):
+            return
+        if on:
+            self._halted.add(key)
+        else:
+            self._halted.discard(key)
+        self._health.set_halted_routes(sorted(self._halted))
+        any_halted = bool(self._halted)
+        self._metrics.set_paused("misconfigured", any_halted)
+        self._health.set_paused("misconfigured", any_halted)
 
     def set_backpressure(self, paused_partitions: int) -> None:
         """Report how many partitions are paused for backpressure (the 0/1 gauge says whether any is)."""

@@ -3,7 +3,9 @@
 Liveness answers "is the poll loop still turning?": the loop calls ``Health.heartbeat()`` on every turn, and
 the worker is alive while the last beat is younger than a TTL. Readiness answers "should this worker be
 taking traffic?": joined to its consumer group, alive, and not stopped on purpose (credentials rejected, DLQ
-unwritable, dead-letter rate spiking). A pause for backpressure is normal flow control and keeps it ready.
+unwritable, dead-letter rate spiking, a route halted because the API says its configuration is wrong). A pause
+for backpressure is normal flow control and keeps it ready, and so is a route's open circuit or shared backoff: the
+API's trouble, not the worker's (`mics_worker_route_held` shows them).
 
 The server runs on stdlib threads, not on the asyncio loop, so probes and scrapes are answered even while
 the loop is busy - which is exactly when they matter.
@@ -27,7 +29,7 @@ from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 from worker.metrics import PAUSE_REASONS
 
-UNREADY_PAUSE_REASONS: Final = frozenset({"credentials", "dlq_unavailable", "dlq_rate"})
+UNREADY_PAUSE_REASONS: Final = frozenset({"credentials", "dlq_unavailable", "dlq_rate", "misconfigured"})
 """Pauses that mean "stopped on purpose, needs attention": they make the worker not ready."""
 
 DEFAULT_LIVENESS_TTL_S: Final = 30.0
@@ -57,6 +59,7 @@ class Health:
         self._joined = False
         self._paused: set[str] = set()
         self._held_datamarts: list[str] = []
+        self._halted_routes: list[str] = []
 
     def heartbeat(self) -> None:
         """Record that the poll loop made progress; called on every poll."""
@@ -82,6 +85,11 @@ class Health:
         with self._lock:
             self._held_datamarts = list(datamarts)
 
+    def set_halted_routes(self, routes: list[str]) -> None:
+        """Record the `route/datamart` pairs halted because the API says the configuration is wrong."""
+        with self._lock:
+            self._halted_routes = list(routes)
+
     def liveness(self) -> tuple[bool, dict[str, object]]:
         """Whether the poll loop beat within the TTL, and a small explanation."""
         age = self._clock() - self._last_beat
@@ -99,6 +107,7 @@ class Health:
             joined = self._joined
             paused = sorted(self._paused)
             held_datamarts = list(self._held_datamarts)
+            halted_routes = list(self._halted_routes)
         reasons: list[str] = []
         if not joined:
             reasons.append("not_joined")
@@ -112,6 +121,7 @@ class Health:
             "joined": joined,
             "paused": paused,
             "held_datamarts": held_datamarts,
+            "halted_routes": halted_routes,
         }
 
 

@@ -21,6 +21,7 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 from worker import __version__
+from worker.metrics_traffic import TrafficMetrics
 
 ROUTES: Final = frozenset({"activity", "profile", "choice"})
 """The API routes; any other value is recorded as ``unknown``."""
@@ -46,7 +47,7 @@ DEAD_LETTER_REASONS: Final = frozenset(
 RETRY_REASONS: Final = frozenset({"timeout", "connect_error", "connection_reset", "transport_error", OTHER})
 """Why a request was retried; ``http_<status>`` (100..599) is accepted too."""
 
-PAUSE_REASONS: Final = frozenset({"credentials", "dlq_unavailable", "dlq_rate", "backpressure"})
+PAUSE_REASONS: Final = frozenset({"credentials", "dlq_unavailable", "dlq_rate", "misconfigured", "backpressure"})
 """Why consumption is paused; each has its own 0/1 series, present from the start."""
 
 REBALANCE_EVENTS: Final = frozenset({"assign", "revoke", "lost"})
@@ -258,6 +259,7 @@ class WorkerMetrics:
         self.build_info.labels(
             version=__version__, python=platform.python_version(), librdkafka=librdkafka_version
         ).set(1)
+        self.traffic = TrafficMetrics(registry, sorted(ROUTES))
 
         all_routes = (*sorted(ROUTES), UNKNOWN_ROUTE)
         # Bound up front so every series the alerts read exists (at 0) before the first event.

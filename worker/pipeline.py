@@ -9,6 +9,7 @@ flight — and then its offset, and every later one of its partition, is not com
 - what may be committed, and what the window holds: `assignment` (over `offsets`); outcomes: `outcomes`;
 - per-key order and task supervision: `lanes`;
 - retries, the retry budget and the credentials gate: `sender`, `credentials`;
+- flow control towards the API (adaptive concurrency, shared backoff, circuit, halts, rate limits): `traffic`;
 - dead letters (produce, acknowledgement, reduced form, backlog): `dlq_writer`, record format `deadletter`;
 - holds ("stop, don't spill") and per-partition backpressure: `flow`.
 """
@@ -19,7 +20,6 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
@@ -46,6 +46,7 @@ from worker.outcomes import Outcomes, RunSummary
 from worker.rebalance import RebalanceBridge
 from worker.routing import Job, Rejection, TopicRouter, plan_message
 from worker.sender import Finish, Sender
+from worker.traffic.control import Traffic
 from worker.validation import Validators
 from worker.waits import first_of
 
@@ -81,7 +82,6 @@ class Pipeline:
         metrics: WorkerMetrics,
         health: Health,
         rng: random.Random | None = None,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._config = config
         self._consumer = consumer
@@ -107,15 +107,21 @@ class Pipeline:
         self._gate = CredentialsGate(
             self._flow, client.probe_credentials, config.credentials_probe_interval_s, self._lanes.spawn
         )
-        self._sender = Sender(
-            client,
-            config.retry,
-            self._gate,
-            metrics,
+        rng = rng or random.Random()
+        self._traffic = Traffic(
+            config.traffic,
             max_concurrency=config.max_concurrency,
             route_concurrency=config.route_concurrency,
+            backoff_base_s=config.retry.base_delay_s,
+            backoff_max_s=config.retry.max_delay_s,
+            metrics=metrics.traffic,
+            describe=client.endpoint,
+            on_halt=self._flow.set_route_halted,
             rng=rng,
-            clock=clock,
+        )
+        metrics.traffic.prepare_halts(self._traffic.routes, config.allowed_datamarts)
+        self._sender = Sender(
+            client, config.retry, self._gate, metrics, self._traffic, max_concurrency=config.max_concurrency, rng=rng
         )
         self._pauser = Pauser(consumer, self._window, self._flow)
         self._stop = asyncio.Event()
@@ -182,6 +188,7 @@ class Pipeline:
     async def _drain(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         self._assignment.start_draining()
+        self._traffic.recheck()
         self._writer.drop_drained()
         while self._assignment.in_flight and time.monotonic() < deadline:
             self._health.heartbeat()
@@ -309,6 +316,7 @@ class Pipeline:
         """Hand partitions over: nothing new is taken from them, what was taken finishes within the revoke's drain
         budget (retries asleep in backoff are woken and given up), and their offsets are returned for the commit."""
         released = self._assignment.release(keys)
+        self._traffic.recheck()
         self._writer.drop_drained()
         if drain and not self._drained:
             deadline = time.monotonic() + min(self._config.drain_timeout_s, REVOKE_DRAIN_CAP_S)

@@ -2,6 +2,7 @@
 
 Python runs one core per process; Kafka spreads partitions over group members, so a pod uses its cores by running
 several members. Each member is a plain `mics-worker run` child with its own health port; signals are forwarded.
+Members share the static rate limits (`MICS_WORKER_RATE_LIMIT`): each is told the count and takes its share.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ def run_members(count: int, base_health_port: int) -> int:
     for index in range(count):
         env = dict(os.environ)
         env["MICS_WORKER_HEALTH_PORT"] = str(base_health_port + index if base_health_port else 0)
+        env["MICS_WORKER_PROCESSES"] = str(count)  # each member takes 1/count of every RATE_LIMIT
         members.append(subprocess.Popen([sys.executable, "-m", "worker", "run"], env=env))
 
     def forward(signum: int, _frame: FrameType | None) -> None:

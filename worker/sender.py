@@ -1,13 +1,16 @@
 """The sender: one planned message to its final outcome — delivered, a dead letter, or given up — never a callback.
 
-The retry budget (`RetryPolicy`) counts the time from the first attempt, waits for a request slot and backoff
-sleeps included, minus the time the message spent held at the credentials gate: a pause is never a reason to give
-up on a message. 401/403 answers are the credentials' fault, not the message's: they hold the datamart and do not
-count as attempts (but see `credentials.MAX_REFUSALS`).
+The retry budget (`RetryPolicy`) counts exactly two things: the time the message's own requests took, and its own
+backoff sleeps between attempts. Every wait for the route or the datamart is outside it: the credentials gate, the
+route's shared backoff and circuit, a halt, the static rate limits and a free slot under the concurrency limit — a
+pause is never a reason to give up on a message. 401/403 answers are the credentials' fault, not the message's: they
+hold the datamart and do not count as attempts (but see `credentials.MAX_REFUSALS`); nor do a failed circuit probe
+(an outage holds the stream instead of spilling it) and a halt answer (the configuration is wrong, not the message).
+`Retry-After` is obeyed by the route's gate (`traffic.gate`), not by the message alone.
 
-When the message's partition starts draining (revoke, loss, shutdown), a sleeping retry or a gate wait ends at
-once and the message is given up (`ABANDONED`: it stays uncommitted and is read again by the partition's next
-owner); no new retry starts. A request already on the wire is allowed to finish.
+When the message's partition starts draining (revoke, loss, shutdown), a sleeping retry or any wait ends at once and
+the message is given up (`ABANDONED`: it stays uncommitted and is read again by the partition's next owner); no new
+retry starts. A request already on the wire is allowed to finish.
 """
 
 from __future__ import annotations
@@ -15,8 +18,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import random
-import time
-from collections.abc import Callable, Mapping
 
 from worker.assignment import Partition
 from worker.credentials import MAX_REFUSALS, CredentialsGate
@@ -26,6 +27,7 @@ from worker.mics.client import MicsClient
 from worker.mics.errors import ApiResult, OutcomeKind
 from worker.retry import RetryPolicy
 from worker.routing import Job, Rejection
+from worker.traffic.control import RouteTraffic, Traffic
 from worker.waits import sleep_unless
 
 __all__ = ["Finish", "Outcome", "Sender", "http_dead_letter", "rejection_dead_letter", "send_job"]
@@ -42,7 +44,7 @@ Outcome = Finish | DeadLetter
 
 
 class Sender:
-    """Sends jobs with retries, shared concurrency limits and the credentials gate."""
+    """Sends jobs with retries, through the routes' flow control (`traffic`) and the credentials gate."""
 
     def __init__(
         self,
@@ -50,40 +52,42 @@ class Sender:
         policy: RetryPolicy,
         gate: CredentialsGate,
         metrics: WorkerMetrics,
+        traffic: Traffic,
         *,
         max_concurrency: int,
-        route_concurrency: Mapping[str, int],
         rng: random.Random | None = None,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._policy = policy
         self._gate = gate
         self._metrics = metrics
+        self._traffic = traffic
         self._rng = rng or random.Random()
-        self._clock = clock
-        self._concurrency = asyncio.Semaphore(max_concurrency)
-        self._route_limits = {route: asyncio.Semaphore(n) for route, n in route_concurrency.items()}
+        self._concurrency = asyncio.Semaphore(max_concurrency)  # all routes together: the connection pool's size
+        self._never = asyncio.Event()  # pacing waits end with the drain's deadline (task cancellation), not its start
 
-    async def send(self, job: Job, partition: Partition) -> Outcome:  # noqa: PLR0911 - one return per fate
+    async def send(  # noqa: PLR0911, PLR0912 - one return per fate
+        self, job: Job, partition: Partition
+    ) -> Outcome:
         """Send until the job is delivered, dead-lettered or given up (its partition was handed over)."""
         route, datamart, policy = job.route, job.datamart_id, self._policy
+        lane = self._traffic.routes[route]
         draining = partition.draining
         attempts = refusals = 0
-        started: float | None = None
-        held_s = 0.0
+        budget_s = 0.0  # the message's own request time and backoff sleeps
         while True:
             if partition.handed_over:
                 return Finish.ABANDONED
-            if self._gate.is_held(datamart):
-                held_from = self._clock()
-                accepted = await self._gate.wait(datamart, draining)
-                held_s += self._clock() - held_from
-                if not accepted:
-                    return Finish.ABANDONED
-            if started is None:
-                started = self._clock()
-            result = await self._attempt(job)
+            if self._gate.is_held(datamart) and not await self._gate.wait(datamart, draining):
+                return Finish.ABANDONED
+            ticket = await self._traffic.admit(lane, datamart, draining, self._never)
+            if ticket is None:
+                return Finish.ABANDONED
+            if _handed_over(partition):  # the revoke's drain ended while it waited for a slot: the next owner has it
+                self._traffic.abandon(lane, datamart, ticket)
+                return Finish.ABANDONED
+            result = await self._request(job, lane, datamart, ticket)
+            counted = self._traffic.record(lane, datamart, ticket, result)
             kind = result.kind
             if kind is OutcomeKind.SUCCESS:
                 return Finish.DELIVERED
@@ -93,29 +97,37 @@ class Sender:
                     return http_dead_letter(result, route, attempts + refusals)
                 self._gate.hold(datamart, result)
                 continue
+            if not counted:  # a failed probe or a halt answer: the route's wait comes next, not a retry
+                continue
             attempts += 1
             if kind is OutcomeKind.PERMANENT:
                 return http_dead_letter(result, route, attempts)
-            delay = policy.delay_s(attempts, result.retry_after_s, self._rng)
-            active_s = self._clock() - started - held_s
-            if not policy.allows(attempts, active_s, delay):
+            delay = policy.delay_s(attempts, None, self._rng)
+            budget_s += result.elapsed_s
+            if not policy.allows(attempts, budget_s, delay):
                 return http_dead_letter(result, route, attempts, reason="retries_exhausted")
             if draining.is_set():
                 return Finish.ABANDONED
             self._metrics.retry(route, result.reason)
             if not await sleep_unless(draining, delay):
                 return Finish.ABANDONED
+            budget_s += delay
 
-    async def _attempt(self, job: Job) -> ApiResult:
-        route_limit = self._route_limits.get(job.route)
-        async with self._concurrency:
-            if route_limit is None:
+    async def _request(self, job: Job, lane: RouteTraffic, datamart: str, ticket: int) -> ApiResult:
+        """The request itself, under the global cap; an admitted request given up here returns its slot."""
+        try:
+            async with self._concurrency:
                 result = await send_job(self._client, job)
-            else:
-                async with route_limit:
-                    result = await send_job(self._client, job)
+        except BaseException:
+            self._traffic.abandon(lane, datamart, ticket)
+            raise
         self._metrics.http(job.route, result.status, result.elapsed_s)
         return result
+
+
+def _handed_over(partition: Partition) -> bool:
+    """Read afresh after an await (a plain attribute test would stay narrowed by the one before it)."""
+    return partition.handed_over
 
 
 async def send_job(client: MicsClient, job: Job) -> ApiResult:

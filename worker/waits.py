@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-__all__ = ["first_of", "sleep_unless"]
+__all__ = ["changed_or", "first_of", "sleep_unless"]
 
 
 async def sleep_unless(wake: asyncio.Event, delay_s: float) -> bool:
@@ -31,3 +31,15 @@ async def first_of(event: asyncio.Event, wake: asyncio.Event) -> bool:
         for waiter in waiters:
             waiter.cancel()
     return event.is_set()
+
+
+async def changed_or(event: asyncio.Event, wake: asyncio.Event, timeout_s: float | None) -> None:
+    """Wait until `event` or `wake` is set, or `timeout_s` passes (None: no timeout; `wake` still ends it)."""
+    if event.is_set() or wake.is_set():
+        return
+    waiters = {asyncio.ensure_future(event.wait()), asyncio.ensure_future(wake.wait())}
+    try:
+        await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -5,7 +5,8 @@ nothing, and show the retries in `mics_worker_retries_total` under the failure's
 runs out does a message go to the DLQ, as `retries_exhausted`.
 
 The outage lasts the issue's 60 s, met with the worker's default retry budget (20 attempts within 600 s, backoff
-capped at 30 s), so the test shows what a deployment with default settings rides out.
+capped at 30 s) and its default circuit breaker (open after 10 failures in a row, one probe at a time, failed probes
+not counted), so the test shows what a deployment with default settings rides out.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from worker.retry import RetryPolicy
 pytestmark = [pytest.mark.integration]
 
 OUTAGE_S = 60
+EVENTS = "mics_worker_route_events_total"
 RETRY_AFTER_S = 1
 ANSWERS_429 = 4
 
@@ -42,7 +44,9 @@ class Storm:
 
 STORMS = {
     "30% 503s": Storm({"p503": 0.3}, "http_503", ("responses", "503")),
-    "429s with Retry-After": Storm({"p429": 0.2, "retry_after_s": 1}, "http_429", ("responses", "429")),
+    # A 429 slows the whole route for its Retry-After (issue 13), so a 20% storm would take minutes: 5% keeps the
+    # storm dense (about 20 of them) and the run short.
+    "429s with Retry-After": Storm({"p429": 0.05, "retry_after_s": 1}, "http_429", ("responses", "429")),
     "hangs past the read timeout": Storm(
         {"p_hang": 0.05, "hang_s": 5},
         "timeout",
@@ -129,25 +133,30 @@ class TestRetryableFailures:
         )
         worker.wait_until(lambda: scenario.delivered_count() >= 200, 60, "the stream to flow")
         scenario.sandbox.set_faults(outage_s=OUTAGE_S)
-        worker.wait_until(lambda: worker.metric_sum(RETRIES, reason="http_503") >= 20, 30, "retries during the outage")
+        worker.wait_until(lambda: worker.metric_sum(EVENTS, event="circuit_open") >= 1, 30, "the circuit to open")
         eventually(lambda: scenario.sandbox.faults()["outage_s"] == 0, OUTAGE_S + 30, "the end of the outage")
         assert not read_dead_letters(scenario.bootstrap_servers, scenario.dlq), "dead-lettered during the outage"
         settlement = scenario.wait_settled(ledger, 120, worker)
+        closes = worker.metric_sum(EVENTS, event="circuit_close")  # read while the worker still serves metrics
         assert worker.stop() == 0
 
         assert settlement.missing == set()
         assert settlement.dead_lettered == {}
         assert settlement.duplicates == 0
-        assert scenario.sandbox.stats()["responses"].get("503", 0) >= 50
+        assert scenario.sandbox.stats()["responses"].get("503", 0) >= 10
+        assert closes >= 1
 
     @pytest.mark.timeout(150)
     def test_messages_whose_budget_runs_out_during_an_outage_are_dead_lettered_as_retries_exhausted(
         self, scenario: Scenario
     ) -> None:
-        """With a 1 s budget, messages caught by an outage end as retries_exhausted; a batch sent after it arrives."""
+        """With a 1 s budget and the circuit breaker off, messages caught by an outage end as retries_exhausted; a
+        batch sent after it arrives. (With the circuit on, the default, the outage holds them instead.)"""
         caught = list(generate(50, MixSpec(invalid=0), seed=53))
         after = list(generate(50, MixSpec(invalid=0), seed=54))
-        worker = scenario.start_worker(MAX_CONCURRENCY="4", RETRY_MAX_ELAPSED_S="1", RETRY_BASE_DELAY_S="0.05")
+        worker = scenario.start_worker(
+            MAX_CONCURRENCY="4", RETRY_MAX_ELAPSED_S="1", RETRY_BASE_DELAY_S="0.05", CIRCUIT_FAILURES="0"
+        )
         worker.wait_until(lambda: worker.probe("/readyz") == 200, 60, "the worker to join its group")
         scenario.sandbox.set_faults(outage_s=8)
         scenario.produce(caught)

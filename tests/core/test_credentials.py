@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from tests.support.clock import FakeClock
 from tests.support.core_harness import NOT_FOUND, OK, TOPIC, CoreHarness, FakeApi, Request, envelope_activity
 from worker.credentials import MAX_REFUSALS
 from worker.mics.transport import RawResponse
+from worker.retry import RetryPolicy
 
 FORBIDDEN = RawResponse(403, {}, b'{"status":"error","error":"Forbidden"}')
 UNAUTHORIZED = RawResponse(401, {}, b'{"status":"error","error":"Unauthorized"}')
@@ -57,23 +57,24 @@ class TestPerDatamart:
 
 class TestTimeHeldIsNotRetryTime:
     async def test_a_hold_longer_than_the_retry_budget_does_not_exhaust_it(self) -> None:
-        """401, then a hold of 1,000 s (budget 600 s), then 503 and 200: delivered, not `retries_exhausted`."""
-        clock = FakeClock()
+        """401, then a hold of ten refused probes (over 100 ms) with a 50 ms budget, then 503 and 200: delivered,
+        not `retries_exhausted` — the budget counts the message's own requests and backoff sleeps only."""
         answers = [UNAUTHORIZED, UNAVAILABLE, OK]
         probes: list[Request] = []
 
         def answer(request: Request) -> RawResponse:
             if request.is_probe:
                 probes.append(request)
-                clock.advance(1000.0)  # the hold lasts long in the budget's clock
-                return NOT_FOUND
+                return UNAUTHORIZED if len(probes) < 10 else NOT_FOUND
             return answers.pop(0)
 
-        async with CoreHarness(api=FakeApi(answer), clock=clock) as core:
+        budget = RetryPolicy(max_attempts=20, max_elapsed_s=0.05, base_delay_s=0.001, max_delay_s=0.005)
+        async with CoreHarness(api=FakeApi(answer), retry=budget, credentials_probe_interval_s=0.011) as core:
             core.assign(0)
             core.consumer.append(TOPIC, 0, envelope_activity("1509"))
             await core.until(lambda: core.stored(0) == 1, "the outcome")
             summary = await core.stop()
         assert summary.delivered["activity"] == 1
         assert core.producer.acked == []
-        assert len(probes) == 1
+        assert len(probes) == 10
+        assert answers == []

@@ -34,12 +34,22 @@ class TestWakingRetries:
         assert len(api.writes()) == 1
 
     async def test_stop_wakes_sleeping_retries_and_exits_without_waiting_the_drain_timeout(self) -> None:
-        """SIGTERM's path with a message asleep in a 300 s backoff: run() returns, the message stays uncommitted."""
+        """SIGTERM's path with messages held by a 429's 300 s Retry-After (the route's shared backoff): run()
+        returns at once, the messages stay uncommitted."""
         async with CoreHarness(api=FakeApi(lambda _r: THROTTLED), retry=SLOW_RETRIES, drain_timeout_s=30.0) as core:
+            assert core.pipeline is not None
             core.assign(0)
             core.consumer.append(TOPIC, 0, envelope_activity("1509"))
             core.consumer.append(TOPIC, 0, envelope_activity("1509"))
-            await core.until(lambda: core.sample("mics_worker_retries_total", _retry_labels()) == 2, "two retries")
+            await core.until(
+                lambda: (
+                    core.pipeline is not None
+                    and core.pipeline.in_flight == 2
+                    and (core.sample("mics_worker_retries_total", _retry_labels()) or 0) >= 1
+                    and core.sample("mics_worker_route_held", {"route": "activity", "reason": "backoff"}) == 1
+                ),
+                "both messages taken, the route backing off",
+            )
             started = time.monotonic()
             summary = await core.stop()
         assert time.monotonic() - started < 15.0

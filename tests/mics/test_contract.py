@@ -173,7 +173,7 @@ async def test_refused_connection_is_a_connect_error(backend: str) -> None:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_redirects_are_not_followed(backend: str) -> None:
-    """A 3xx is returned as a permanent outcome; the client never goes where it points."""
+    """A 3xx is returned as a halt (the configured base is wrong); the client never goes where it points."""
     followed: list[str] = []
 
     async def redirect(request: web.Request) -> web.Response:
@@ -198,7 +198,7 @@ async def test_redirects_are_not_followed(backend: str) -> None:
             result = await mics.post_activity(DATAMART, ACTIVITY)
     finally:
         await runner.cleanup()
-    assert (result.kind, result.status) == (OutcomeKind.PERMANENT, 307)
+    assert (result.kind, result.status) == (OutcomeKind.HALT, 307)
     assert followed == []
 
 

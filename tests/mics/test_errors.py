@@ -31,7 +31,7 @@ class TestClassifyStatus:
         result = classify(status, {}, b"", 0.1)
         assert (result.kind, result.status, result.reason) == (OutcomeKind.SUCCESS, status, "ok")
 
-    @pytest.mark.parametrize("status", [408, 425, 429, 500, 502, 503, 504, 521, 522, 524])
+    @pytest.mark.parametrize("status", [408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524])
     def test_retryable_statuses(self, status: int) -> None:
         """Timeouts, rate limits and gateway/server failures are retryable."""
         result = classify(status, {}, b"", 0.1)
@@ -42,9 +42,9 @@ class TestClassifyStatus:
         """Rejected credentials are their own kind, so the worker stops instead of dead-lettering."""
         assert classify(status, {}, b"", 0.1).kind is OutcomeKind.AUTH
 
-    @pytest.mark.parametrize("status", [400, 404, 405, 409, 410, 413, 415, 422, 451, 499, 501, 505, 599, 301, 304, 100])
+    @pytest.mark.parametrize("status", [400, 404, 405, 409, 410, 413, 415, 422, 451, 499, 501, 505, 599, 100])
     def test_everything_else_is_permanent(self, status: int) -> None:
-        """Other 4xx (413 included), other 5xx and non-2xx codes are permanent."""
+        """Other 4xx (413 included), other 5xx and 1xx codes are permanent (classify's default row: the PUTs')."""
         assert classify(status, {}, b"", 0.1).kind is OutcomeKind.PERMANENT
 
     def test_elapsed_time_is_kept(self) -> None:

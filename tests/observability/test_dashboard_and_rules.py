@@ -155,11 +155,27 @@ class TestDashboard:
             "mics_worker_paused",
             "mics_worker_retries_total",
             "mics_worker_end_to_end_latency_seconds_bucket",
+            "mics_worker_concurrency_limit",
+            "mics_worker_requests_in_flight",
+            "mics_worker_http_throttled_total",
+            "mics_worker_route_held",
+            "mics_worker_route_halted",
+            "mics_worker_route_wait_seconds_total",
         ],
     )
     def test_required_views_are_present(self, family: str) -> None:
-        """Throughput, outcomes, latency, status classes, lag, in-flight, pauses, retries and e2e have panels."""
+        """Throughput, outcomes, latency, status classes, lag, in-flight, pauses, retries, e2e and the API flow
+        control (concurrency limit, throttling, held routes, waits) have panels."""
         assert any(family in metric_names(expr) for _, expr in panel_exprs(dashboard()))
+
+    def test_the_throttled_share_divides_429s_by_requests_per_route(self) -> None:
+        """The throttled share is 429 answers over all requests, both per route (issue 13's dashboard panel)."""
+        [expr] = [expr for title, expr in panel_exprs(dashboard()) if title.startswith("Throttled share")]
+        numerator, _, denominator = expr.partition(" / ")
+        assert metric_names(numerator) == {"mics_worker_http_throttled_total"}
+        assert metric_names(denominator) == {"mics_worker_http_requests_total"}
+        assert numerator.startswith("sum by (route)")
+        assert denominator.startswith("sum by (route)")
 
 
 class TestRulesStructure:

@@ -69,7 +69,14 @@ class TestReadiness:
         """Joined, alive and not paused means ready, with no reasons."""
         ready, details = ready_worker(clock).readiness()
         assert ready
-        assert details == {"status": "ready", "reasons": [], "joined": True, "paused": [], "held_datamarts": []}
+        assert details == {
+            "status": "ready",
+            "reasons": [],
+            "joined": True,
+            "paused": [],
+            "held_datamarts": [],
+            "halted_routes": [],
+        }
 
     def test_not_ready_when_stalled(self, clock: FakeClock) -> None:
         """A joined worker whose poll loop stalled is not ready."""

@@ -277,3 +277,34 @@ class TestLabelBounds:
         """Known routes stay, anything else is unknown."""
         assert bounded_route("choice") == "choice"
         assert bounded_route("Choice") == "unknown"
+
+
+class TestTrafficMetrics:
+    def test_every_routes_flow_series_exist_from_the_start_and_read_live_state_once_bound(self) -> None:
+        """Limit, in-flight and held series exist at 0 per route before any request; once bound they read the live
+        objects at scrape time; halts are set per route and datamart."""
+        registry = CollectorRegistry()
+        metrics = WorkerMetrics(registry, process_metrics=False)
+        for route in ("activity", "profile", "choice"):
+            assert registry.get_sample_value("mics_worker_concurrency_limit", {"route": route}) == 0
+            assert registry.get_sample_value("mics_worker_route_held", {"route": route, "reason": "backoff"}) == 0
+            assert registry.get_sample_value("mics_worker_http_throttled_total", {"route": route}) == 0
+        state = {"limit": 20.0}
+        metrics.traffic.bind(
+            "activity",
+            limit=lambda: state["limit"],
+            in_flight=lambda: 3.0,
+            backing_off=lambda: 1.0,
+            circuit_open=lambda: 0.0,
+        )
+        state["limit"] = 35.0
+        assert registry.get_sample_value("mics_worker_concurrency_limit", {"route": "activity"}) == 35
+        assert registry.get_sample_value("mics_worker_requests_in_flight", {"route": "activity"}) == 3
+        assert registry.get_sample_value("mics_worker_route_held", {"route": "activity", "reason": "backoff"}) == 1
+        metrics.traffic.set_halted("activity", "1509", True)
+        metrics.traffic.wait("activity", "halt", 0.5)
+        metrics.traffic.throttled_answer("profile")
+        assert registry.get_sample_value("mics_worker_route_halted", {"route": "activity", "datamart": "1509"}) == 1
+        labels = {"route": "activity", "reason": "halt"}
+        assert registry.get_sample_value("mics_worker_route_wait_seconds_total", labels) == 0.5
+        assert registry.get_sample_value("mics_worker_http_throttled_total", {"route": "profile"}) == 1

@@ -19,9 +19,8 @@ from typing import Any, Self, cast
 import orjson
 from prometheus_client import CollectorRegistry
 
-from tests.support.clock import FakeClock
 from tests.support.fake_kafka import FakeConsumer, FakeProducer
-from worker.config import DlqGuardSettings, RouteRule, WorkerConfig
+from worker.config import DlqGuardSettings, RouteRule, TrafficSettings, WorkerConfig
 from worker.health import Health
 from worker.kafka import Consumer, Producer
 from worker.metrics import WorkerMetrics
@@ -100,7 +99,7 @@ def envelope_activity(datamart: str, ts: int = 1_764_000_000_000) -> bytes:
 
 
 def config(**overrides: Any) -> WorkerConfig:
-    """A worker configuration for the harness: one envelope topic, two datamarts, fast retries."""
+    """A worker configuration for the harness: one envelope topic, two datamarts, fast retries and probes."""
     base = WorkerConfig(
         bootstrap_servers="fake:9092",
         api_token=ApiToken("harness-token"),
@@ -112,6 +111,7 @@ def config(**overrides: Any) -> WorkerConfig:
         retry=RetryPolicy(max_attempts=20, max_elapsed_s=600.0, base_delay_s=0.001, max_delay_s=0.005),
         dlq_guard=DlqGuardSettings(window=1000, max_ratio=1.0, min_samples=1000, max_consecutive=100_000),
         credentials_probe_interval_s=0.01,
+        traffic=TrafficSettings(backoff_spread_s=0.01, probe_interval_s=0.005, probe_max_interval_s=0.02),
         drain_timeout_s=5.0,
     )
     return replace(base, **overrides)
@@ -124,14 +124,12 @@ class CoreHarness:
         self,
         api: FakeApi | None = None,
         producer: FakeProducer | None = None,
-        clock: FakeClock | None = None,
         **overrides: Any,
     ) -> None:
         self.config = config(**overrides)
         self.api = api or FakeApi()
         self.consumer = FakeConsumer()
         self.producer = producer or FakeProducer()
-        self.clock = clock
         self.registry = CollectorRegistry()
         self.metrics = WorkerMetrics(self.registry, process_metrics=False)
         self.health = Health()
@@ -139,8 +137,9 @@ class CoreHarness:
         self.task: asyncio.Task[RunSummary] | None = None
 
     async def __aenter__(self) -> Self:
-        client = MicsClient(self.api, BASE_URL, self.config.api_token, decode_write_answers=False)
-        extra: dict[str, Any] = {} if self.clock is None else {"clock": self.clock}
+        client = MicsClient(
+            self.api, BASE_URL, self.config.api_token, decode_write_answers=False, statuses=self.config.status_classes
+        )
         self.pipeline = Pipeline(
             self.config,
             consumer=cast(Consumer, self.consumer),  # a named fake of the consumer's surface
@@ -150,7 +149,6 @@ class CoreHarness:
             metrics=self.metrics,
             health=self.health,
             rng=random.Random(7),
-            **extra,
         )
         bridge = self.pipeline.bridge()
         self.consumer.on_commit = bridge.on_commit

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from worker.config import ConfigError, DlqGuardSettings, RouteRule, WorkerConfig
+from worker.config import ConfigError, DlqGuardSettings, RouteRule, TrafficSettings, WorkerConfig
 from worker.mics.auth import ApiToken
+from worker.mics.statuses import DEFAULT_TABLE
 from worker.retry import RetryPolicy
+from worker.traffic.ratelimit import RateLimits
 
 TOKEN = "tok-Sup3rSecret"
 KAFKA_PASSWORD = "kafka-Hunter2"
@@ -317,6 +319,61 @@ class TestRouteConcurrency:
         """A negative cap is refused by name."""
         with pytest.raises(ConfigError, match="MICS_WORKER_ACTIVITY_CONCURRENCY"):
             build(ACTIVITY_CONCURRENCY="-3")
+
+
+class TestFlowControl:
+    def test_defaults(self) -> None:
+        """A 256-request ceiling with an adaptive limit starting at 20, a 1 s spread, a circuit after 10 failures,
+        probes from 1 s doubling to 60 s, no rate limit, one process, the documented status table."""
+        config = build()
+        assert config.max_concurrency == 256
+        assert config.traffic == TrafficSettings()
+        assert (config.traffic.initial_concurrency, config.traffic.adaptive) == (20, True)
+        assert (config.traffic.backoff_spread_s, config.traffic.circuit_failures) == (1.0, 10)
+        assert (config.traffic.probe_interval_s, config.traffic.probe_max_interval_s) == (1.0, 60.0)
+        assert config.traffic.rate_limits == RateLimits()
+        assert config.processes == 1
+        assert config.status_classes == DEFAULT_TABLE
+
+    def test_every_setting_is_read(self) -> None:
+        config = build(
+            INITIAL_CONCURRENCY="8",
+            ADAPTIVE_CONCURRENCY="false",
+            CONCURRENCY_LATENCY_TOLERANCE="3",
+            BACKOFF_SPREAD_S="0.5",
+            CIRCUIT_FAILURES="0",
+            PROBE_INTERVAL_S="2",
+            PROBE_MAX_INTERVAL_S="30",
+            HTTP_STATUS_CLASSES="404=permanent",
+        )
+        assert config.traffic == TrafficSettings(8, False, 3.0, 0.5, 0, 2.0, 30.0)
+        assert config.status_classes.kind("activity", 404).value == "permanent"
+
+    def test_rate_limits_are_split_among_the_processes(self) -> None:
+        """The supervisor of `run --processes 4` sets PROCESSES=4: each member takes a quarter."""
+        config = build(RATE_LIMIT="activity:500/s,datamart=1509:100/s", PROCESSES="4")
+        assert config.traffic.rate_limits == RateLimits({"activity": 125.0}, {"1509": 25.0})
+
+    @pytest.mark.parametrize(
+        ("settings", "name", "message"),
+        [
+            ({"RATE_LIMIT": "activity:fast"}, "RATE_LIMIT", "positive <number>/s"),
+            ({"RATE_LIMIT": "datamart=7:5/s"}, "RATE_LIMIT", "datamart 7 is not an allowed datamart"),
+            ({"HTTP_STATUS_CLASSES": "200=retry"}, "HTTP_STATUS_CLASSES", "2xx always means success"),
+            ({"HTTP_STATUS_CLASSES": "404:retry"}, "HTTP_STATUS_CLASSES", "is not"),
+            ({"CONCURRENCY_LATENCY_TOLERANCE": "1"}, "CONCURRENCY_LATENCY_TOLERANCE", "above 1"),
+            ({"INITIAL_CONCURRENCY": "0"}, "INITIAL_CONCURRENCY", "below the minimum"),
+            ({"ADAPTIVE_CONCURRENCY": "maybe"}, "ADAPTIVE_CONCURRENCY", "is not one of"),
+            ({"CIRCUIT_FAILURES": "-1"}, "CIRCUIT_FAILURES", "below the minimum"),
+            ({"PROBE_INTERVAL_S": "10", "PROBE_MAX_INTERVAL_S": "5"}, "PROBE_MAX_INTERVAL_S", "below"),
+            ({"BACKOFF_SPREAD_S": "-1"}, "BACKOFF_SPREAD_S", "below the minimum"),
+            ({"PROCESSES": "0"}, "PROCESSES", "below the minimum"),
+        ],
+    )
+    def test_bad_settings_are_refused_by_name(self, settings: dict[str, str], name: str, message: str) -> None:
+        with pytest.raises(ConfigError, match=f"MICS_WORKER_{name}") as raised:
+            build(**settings)
+        assert message in str(raised.value)
 
 
 class TestApiToken:

@@ -2,7 +2,7 @@
 
 from worker.mics.auth import ApiToken
 from worker.mics.client import ApiPaths, MicsClient
-from worker.mics.errors import ApiResult, OutcomeKind, classify, parse_retry_after
+from worker.mics.errors import ApiResult, classify, parse_retry_after
 from worker.mics.selectors import (
     EmailHash,
     UserAccount,
@@ -13,6 +13,7 @@ from worker.mics.selectors import (
     encode_segment,
     selector_from_envelope,
 )
+from worker.mics.statuses import OutcomeKind, StatusTable, parse_status_classes
 from worker.mics.transport import (
     BACKENDS,
     DEFAULT_BACKEND,
@@ -37,6 +38,7 @@ __all__ = [
     "MicsClient",
     "OutcomeKind",
     "RawResponse",
+    "StatusTable",
     "Timeouts",
     "Transport",
     "TransportConnectError",
@@ -53,5 +55,6 @@ __all__ = [
     "encode_segment",
     "make_transport",
     "parse_retry_after",
+    "parse_status_classes",
     "selector_from_envelope",
 ]

@@ -29,6 +29,7 @@ from worker.mics.errors import (
     transport_failure,
 )
 from worker.mics.selectors import UserPointSelector, UserPointUuid, encode_segment
+from worker.mics.statuses import DEFAULT_TABLE, StatusTable
 from worker.mics.transport import Transport, TransportError
 
 USER_AGENT: Final = f"mics-event-worker/{__version__}"
@@ -143,6 +144,15 @@ class ApiPaths:
         """``…/user_points/<sel>/user_choices/processing_id=<p>/change_log``."""
         return self._checked(self.choice(datamart_id, selector, processing_id) + "/change_log", 5)
 
+    def template(self, route: str) -> str:
+        """The route's method and URL under the configured base, with placeholders for every id (for logs)."""
+        user_point = self._prefix + "{datamart_id}/user_points/{selector}"
+        if route == "activity":
+            return f"POST {self._prefix}{{datamart_id}}/user_activities"
+        if route == "profile":
+            return f"PUT {user_point}/user_profiles/compartment_id={{c}}/user_account_id={{u}}"
+        return f"PUT {user_point}/user_choices/processing_id={{p}}"
+
 
 def _refused(error: ValueError) -> ApiResult:
     return rejected_request("unsafe_url" if isinstance(error, UnsafeUrlError) else "invalid_path_value")
@@ -156,11 +166,20 @@ class MicsClient:
     """
 
     def __init__(
-        self, transport: Transport, base_url: str, token: ApiToken, *, decode_write_answers: bool = True
+        self,
+        transport: Transport,
+        base_url: str,
+        token: ApiToken,
+        *,
+        decode_write_answers: bool = True,
+        statuses: StatusTable = DEFAULT_TABLE,
     ) -> None:
         self._transport = transport
         self._decode_write_answers = decode_write_answers
         self._paths = ApiPaths(base_url)
+        self._activity_kinds = statuses.for_route("activity")
+        self._profile_kinds = statuses.for_route("profile")
+        self._choice_kinds = statuses.for_route("choice")
         self._secret = token.header_value()
         self._read_headers = {
             "Authorization": self._secret,
@@ -172,7 +191,11 @@ class MicsClient:
     def __repr__(self) -> str:
         return f"MicsClient({self._paths.prefix!r})"
 
-    async def _send(self, method: str, url: str, body: bytes | None) -> ApiResult:
+    def endpoint(self, route: str) -> str:
+        """``POST <base>/v1/datamarts/{datamart_id}/user_activities`` and the like: what a log may name."""
+        return self._paths.template(route)
+
+    async def _send(self, method: str, url: str, body: bytes | None, kinds: tuple[OutcomeKind, ...]) -> ApiResult:
         headers = self._read_headers if body is None else self._write_headers
         started = perf_counter()
         try:
@@ -181,7 +204,7 @@ class MicsClient:
             return transport_failure(error, perf_counter() - started)
         elapsed_s = perf_counter() - started
         keep_data = body is None or self._decode_write_answers
-        result = classify(response.status, response.headers, response.body, elapsed_s, keep_data=keep_data)
+        result = classify(response.status, response.headers, response.body, elapsed_s, keep_data=keep_data, kinds=kinds)
         if result.kind is not OutcomeKind.SUCCESS:
             return self._scrubbed(result)
         return result
@@ -201,7 +224,7 @@ class MicsClient:
             url = self._paths.activity(datamart_id)
         except ValueError as error:
             return _refused(error)
-        return await self._send("POST", url, body)
+        return await self._send("POST", url, body, self._activity_kinds)
 
     async def put_profile(
         self,
@@ -216,7 +239,7 @@ class MicsClient:
             url = self._paths.profile(datamart_id, selector, compartment_id, user_account_id)
         except ValueError as error:
             return _refused(error)
-        return await self._send("PUT", url, body)
+        return await self._send("PUT", url, body, self._profile_kinds)
 
     async def put_choice(
         self, datamart_id: str | int, selector: UserPointSelector, processing_id: str | int, body: bytes
@@ -226,7 +249,7 @@ class MicsClient:
             url = self._paths.choice(datamart_id, selector, processing_id)
         except ValueError as error:
             return _refused(error)
-        return await self._send("PUT", url, body)
+        return await self._send("PUT", url, body, self._choice_kinds)
 
     async def get_choice(
         self, datamart_id: str | int, selector: UserPointSelector, processing_id: str | int
@@ -236,7 +259,7 @@ class MicsClient:
             url = self._paths.choice(datamart_id, selector, processing_id)
         except ValueError as error:
             return _refused(error)
-        return await self._send("GET", url, None)
+        return await self._send("GET", url, None, self._choice_kinds)
 
     async def get_choice_change_log(
         self, datamart_id: str | int, selector: UserPointSelector, processing_id: str | int
@@ -246,7 +269,7 @@ class MicsClient:
             url = self._paths.choice_change_log(datamart_id, selector, processing_id)
         except ValueError as error:
             return _refused(error)
-        return await self._send("GET", url, None)
+        return await self._send("GET", url, None, self._choice_kinds)
 
     async def probe_credentials(self, datamart_id: str | int) -> ApiResult:
         """Check the token again with a cheap authenticated GET.

@@ -1,9 +1,9 @@
 """Outcome classification: every API call ends as one :class:`ApiResult`, never as an exception.
 
 The kinds drive what the pipeline does next: SUCCESS → commit, RETRYABLE → back off and retry
-(honouring ``Retry-After``), PERMANENT → dead-letter the message, AUTH → stop and report not-ready.
-Retryable statuses follow mediarithmics' own retrying client, minus 413: a body that is too large
-stays too large, so 413 is permanent.
+(``Retry-After`` slows the whole route), PERMANENT → dead-letter the message, AUTH → hold the datamart,
+HALT → hold the route: its configuration is wrong. Which status is which kind is the table of
+:mod:`worker.mics.statuses` (per route, configurable).
 
 The error body is ``{"status": "error", "error": ..., "error_code": ..., "error_id": ...}``. Bodies are
 decoded with the standard library: they are small and this is not the cost that matters next to
@@ -12,35 +12,40 @@ an HTTP round trip.
 
 from __future__ import annotations
 
-import enum
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Final
 
+from worker.mics.statuses import AUTH_STATUSES, DEFAULT_TABLE, RETRY_STATUSES, OutcomeKind
 from worker.mics.transport import TransportError
 
-RETRYABLE_STATUSES: Final = frozenset({408, 425, 429, 500, 502, 503, 504, 521, 522, 524})
-AUTH_STATUSES: Final = frozenset({401, 403})
+__all__ = [
+    "AUTH_STATUSES",
+    "MAX_ERROR_TEXT",
+    "MAX_RETRY_AFTER_S",
+    "RETRYABLE_STATUSES",
+    "ApiResult",
+    "OutcomeKind",
+    "classify",
+    "parse_retry_after",
+    "rejected_request",
+    "transport_failure",
+]
+
+RETRYABLE_STATUSES: Final = RETRY_STATUSES
+GENERIC_KINDS: Final = DEFAULT_TABLE.for_route("choice")
+"""The row `classify` uses when the caller names none: the PUT routes' (404 permanent, 3xx halt)."""
 # An API asking for longer than this is treated as asking for this long; the pipeline re-asks anyway.
 MAX_RETRY_AFTER_S: Final = 300.0
 # Error texts go into DLQ headers and logs: keep them bounded.
 MAX_ERROR_TEXT: Final = 1000
 
 _DELTA_SECONDS = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?")
-
-
-class OutcomeKind(enum.Enum):
-    """What the caller should do with the message."""
-
-    SUCCESS = "success"
-    RETRYABLE = "retryable"
-    PERMANENT = "permanent"
-    AUTH = "auth"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,11 +102,18 @@ def _text(value: object) -> str | None:
 
 
 def classify(
-    status: int, headers: Mapping[str, str], body: bytes, elapsed_s: float, *, keep_data: bool = True
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    elapsed_s: float,
+    *,
+    keep_data: bool = True,
+    kinds: Sequence[OutcomeKind] = GENERIC_KINDS,
 ) -> ApiResult:
     """Turn one HTTP response into an ApiResult; ``headers`` are keyed in lower case.
 
-    ``keep_data=False`` leaves a success body undecoded (``data`` None), for callers that never read it.
+    ``kinds`` is the route's row of the status table. ``keep_data=False`` leaves a success body undecoded
+    (``data`` None), for callers that never read it.
     """
     if 200 <= status < 300:
         if not keep_data:
@@ -109,12 +121,7 @@ def classify(
         document = _decode_json(body)
         data = document.get("data") if isinstance(document, dict) else None
         return ApiResult(OutcomeKind.SUCCESS, status, "ok", None, None, None, None, data, elapsed_s)
-    if status in RETRYABLE_STATUSES:
-        kind = OutcomeKind.RETRYABLE
-    elif status in AUTH_STATUSES:
-        kind = OutcomeKind.AUTH
-    else:
-        kind = OutcomeKind.PERMANENT
+    kind = kinds[status] if 0 <= status < len(kinds) else OutcomeKind.PERMANENT
     retry_after = headers.get("retry-after")
     document = _decode_json(body)
     fields = document if isinstance(document, dict) else {}
