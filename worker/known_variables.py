@@ -1,0 +1,66 @@
+"""Unknown `MICS_WORKER_*` variables are mistakes: a misspelt setting must not be silently ignored.
+
+The known names are exactly what the readers asked `Env` for — the worker's (`WorkerConfig.read`) and those of the
+commands with settings of their own (`OTHER_READERS`) — so a setting added to any reader is known without a list to
+keep. `MICS_WORKER_KAFKA_*` variables pass through to librdkafka, which judges them itself (`kafka_properties`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import importlib
+from collections.abc import Callable, Collection, Mapping
+from typing import cast
+
+from worker.env import ENV_PREFIX, ConfigError, Env
+from worker.kafka_properties import KAFKA_PREFIX
+
+__all__ = ["OTHER_READERS", "known_keys", "unknown_variable_problems"]
+
+# A command that reads settings the worker does not: "module:callable" taking an `Env` (imported only when checking).
+# A new command with settings of its own adds its reader here (tests/unit/test_known_variables.py checks the source).
+OTHER_READERS = ("worker.dlq.settings:DlqSettings.read",)
+
+
+def unknown_variable_problems(environ: Mapping[str, str], read: Collection[str]) -> list[str]:
+    """One problem per `MICS_WORKER_*` variable no reader asks for, with the closest known names."""
+    unread = sorted(
+        name[len(ENV_PREFIX) :]
+        for name in environ
+        if name.startswith(ENV_PREFIX) and not name.startswith(KAFKA_PREFIX) and name[len(ENV_PREFIX) :] not in read
+    )
+    if not unread:
+        return []
+    known = set(read) | known_keys(environ, readers=OTHER_READERS)
+    problems = []
+    for key in unread:
+        if key in known:
+            continue
+        close = difflib.get_close_matches(key, sorted(known), n=3, cutoff=0.6)
+        hint = f"; did you mean {_one_of([ENV_PREFIX + name for name in close])}?" if close else ""
+        problems.append(f"{ENV_PREFIX}{key} is not a setting (see README, Configuration){hint}")
+    return problems
+
+
+def _one_of(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def known_keys(environ: Mapping[str, str], *, readers: Collection[str]) -> set[str]:
+    """The keys `readers` ask for when reading `environ` (their problems are theirs to report, not this check's)."""
+    keys: set[str] = set()
+    for reference in readers:
+        env = Env(environ)
+        with contextlib.suppress(ConfigError):
+            _resolve(reference)(env)
+        keys |= env.read
+    return keys
+
+
+def _resolve(reference: str) -> Callable[[Env], object]:
+    module_name, _, path = reference.partition(":")
+    target: object = importlib.import_module(module_name)
+    for attribute in path.split("."):
+        target = getattr(target, attribute)
+    return cast(Callable[[Env], object], target)
