@@ -199,3 +199,12 @@ class TestSecrets:
     def test_no_problem_message_repeats_the_token(self) -> None:
         error = refusal(API_TOKEN=TOKEN + " x", MAX_CONCURENCY="1")
         assert TOKEN not in str(error)
+
+
+class TestTheToolsCheckKafkaPropertiesToo:
+    def test_a_misspelt_property_stops_dlq_inspect_with_one_line(self) -> None:
+        from worker.dlq.settings import DlqSettings
+
+        with pytest.raises(ConfigError) as refused:
+            DlqSettings.from_env({"MICS_WORKER_BOOTSTRAP_SERVERS": "b:9092", "MICS_WORKER_KAFKA_LINGERMS": "5"})
+        assert str(refused.value) == "MICS_WORKER_KAFKA_LINGERMS: librdkafka has no property 'lingerms'"

@@ -17,7 +17,7 @@ from worker.kafka import (
     reader_settings,
     replay_producer_settings,
 )
-from worker.kafka_properties import kafka_properties
+from worker.kafka_properties import kafka_properties, property_problems
 
 if TYPE_CHECKING:
     from worker.dlq.replayer import ReplayReport
@@ -58,8 +58,10 @@ class DlqSettings:
         bootstrap = env.required("BOOTSTRAP_SERVERS")
         dlq_topic = env.text("DLQ_TOPIC", WorkerConfig.dlq_topic)
         group_id = env.text("GROUP_ID", WorkerConfig.group_id)
-        env.raise_problems()
         properties = kafka_properties(env.environ)
+        for problem in property_problems(properties):  # a misspelt property: one line, not a traceback
+            env.problem(problem)
+        env.raise_problems()
         settings = cls(bootstrap, dlq_topic=dlq_topic, group_id=group_id, kafka_properties=properties)
         try:  # a refused override is a usage error before anything connects
             reader_settings(bootstrap, properties, group_id=settings.group_id, client_id="check")
