@@ -16,11 +16,13 @@ from typing import cast
 from worker.env import ENV_PREFIX, ConfigError, Env
 from worker.kafka_properties import KAFKA_PREFIX
 
-__all__ = ["OTHER_READERS", "known_keys", "unknown_variable_problems"]
+__all__ = ["OTHER_READERS", "WORKER_READER", "known_keys", "unknown_variable_problems"]
 
 # A command that reads settings the worker does not: "module:callable" taking an `Env` (imported only when checking).
 # A new command with settings of its own adds its reader here (tests/unit/test_known_variables.py checks the source).
 OTHER_READERS = ("worker.dlq.settings:DlqSettings.read",)
+# The worker's own reader: a tool run with the worker's environment checks against it and its own reads.
+WORKER_READER = "worker.config:WorkerConfig.read"
 
 
 def unknown_variable_problems(environ: Mapping[str, str], read: Collection[str]) -> list[str]:
@@ -32,7 +34,7 @@ def unknown_variable_problems(environ: Mapping[str, str], read: Collection[str])
     )
     if not unread:
         return []
-    known = set(read) | known_keys(environ, readers=OTHER_READERS)
+    known = set(read) | known_keys(environ, readers=(WORKER_READER, *OTHER_READERS))
     problems = []
     for key in unread:
         if key in known:

@@ -208,3 +208,20 @@ class TestTheToolsCheckKafkaPropertiesToo:
         with pytest.raises(ConfigError) as refused:
             DlqSettings.from_env({"MICS_WORKER_BOOTSTRAP_SERVERS": "b:9092", "MICS_WORKER_KAFKA_LINGERMS": "5"})
         assert str(refused.value) == "MICS_WORKER_KAFKA_LINGERMS: librdkafka has no property 'lingerms'"
+
+    def test_a_misspelt_dlq_topic_is_not_silently_the_default(self) -> None:
+        from worker.dlq.settings import DlqSettings
+
+        with pytest.raises(ConfigError) as refused:
+            DlqSettings.from_env({"MICS_WORKER_BOOTSTRAP_SERVERS": "b:9092", "MICS_WORKER_DLQ_TOPC": "my-dlq"})
+        assert str(refused.value) == (
+            "MICS_WORKER_DLQ_TOPC is not a setting (see README, Configuration); did you mean MICS_WORKER_DLQ_TOPIC?"
+        )
+
+    def test_the_worker_settings_in_a_shared_environment_are_known_to_the_tools(self) -> None:
+        from worker.dlq.settings import DlqSettings
+
+        settings = DlqSettings.from_env(
+            {"MICS_WORKER_BOOTSTRAP_SERVERS": "b:9092", "MICS_WORKER_MAX_CONCURRENCY": "9", "MICS_WORKER_ROUTES": "x"}
+        )
+        assert settings.dlq_topic == "mics-worker-dlq"

@@ -49,8 +49,17 @@ class DlqSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> DlqSettings:
-        """Read `MICS_WORKER_BOOTSTRAP_SERVERS`, `_DLQ_TOPIC`, `_GROUP_ID`, `_KAFKA_*`; refuse what the worker would."""
-        return cls.read(Env(environ))
+        """Read `MICS_WORKER_BOOTSTRAP_SERVERS`, `_DLQ_TOPIC`, `_GROUP_ID`, `_KAFKA_*`; refuse what the worker would,
+        and a `MICS_WORKER_*` variable neither the worker nor the tools read (a misspelt `DLQ_TOPIC` must not
+        silently inspect the default topic)."""
+        from worker.known_variables import unknown_variable_problems  # noqa: PLC0415 - it imports this module
+
+        env = Env(environ)
+        settings = cls.read(env)
+        for problem in unknown_variable_problems(environ, env.read):
+            env.problem(problem)
+        env.raise_problems()
+        return settings
 
     @classmethod
     def read(cls, env: Env) -> DlqSettings:
