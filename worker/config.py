@@ -106,8 +106,9 @@ class WorkerConfig:
 
         env = Env(environ)
         config = cls.read(env)
-        for problem in unknown_variable_problems(environ, env.read):
-            env.problem(problem)
+        if not env.incomplete:
+            for problem in unknown_variable_problems(environ, env.read):
+                env.problem(problem)
         env.raise_problems()
         if config is None:  # pragma: no cover - read returns None only with a problem recorded
             raise ConfigError("the configuration could not be built")
@@ -120,6 +121,7 @@ class WorkerConfig:
             return cls._read(env)
         except ConfigError as exc:  # a check that raised instead of recording: report it with the others
             env.problems.extend(exc.problems)
+            env.incomplete = True
             return None
 
     @classmethod

@@ -39,7 +39,8 @@ def config_report(environ: Mapping[str, str]) -> ConfigReport:
     """Read the configuration as `run` would and describe every value; problems are listed, not raised."""
     env = Env(environ)
     WorkerConfig.read(env)
-    problems = [*env.problems, *unknown_variable_problems(environ, env.read)]
+    unknown = [] if env.incomplete else unknown_variable_problems(environ, env.read)
+    problems = [*env.problems, *unknown]
     rows = [_row(ENV_PREFIX + key, reading.value, reading.source) for key, reading in sorted(env.readings.items())]
     for name, value in sorted(kafka_properties(environ).items()):
         shown = MASK if is_secret_kafka_property(name) else value

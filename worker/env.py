@@ -46,6 +46,8 @@ class Env:
         self.read: set[str] = set()
         self.readings: dict[str, Reading] = {}
         self.problems: list[str] = []
+        # A reader stopped early (it raised): `read` is then not all it would ask for, so unknown names prove nothing.
+        self.incomplete = False
         self._bad: set[str] = set()
 
     @property

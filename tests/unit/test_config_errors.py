@@ -225,3 +225,22 @@ class TestTheToolsCheckKafkaPropertiesToo:
             {"MICS_WORKER_BOOTSTRAP_SERVERS": "b:9092", "MICS_WORKER_MAX_CONCURRENCY": "9", "MICS_WORKER_ROUTES": "x"}
         )
         assert settings.dlq_topic == "mics-worker-dlq"
+
+
+class TestAReaderThatRaises:
+    def test_its_error_is_reported_with_the_others_and_nothing_is_called_unknown(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A check written as `raise ConfigError` (not `env.problem`) still joins the report; since reading stopped
+        there, the variables after it are not flagged as unknown (they were simply not reached)."""
+
+        def raising(env: Env) -> object:
+            env.problem("MICS_WORKER_LOG_FORMAT='xml' is not one of json, text", "LOG_FORMAT")
+            raise ConfigError("MICS_WORKER_GUARD: raised by a check")
+
+        monkeypatch.setattr(WorkerConfig, "_read", classmethod(lambda cls, env: raising(env)))
+        error = refusal(LOG_FORMAT="xml", MAX_CONCURRENCY="5")
+        assert error.problems == (
+            "MICS_WORKER_LOG_FORMAT='xml' is not one of json, text",
+            "MICS_WORKER_GUARD: raised by a check",
+        )
