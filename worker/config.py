@@ -1,8 +1,9 @@
 """The worker's whole configuration: one frozen, typed object built in one place, validated eagerly.
 
-Every setting comes from an environment variable with the `MICS_WORKER_` prefix (see README); routes may also come
-from a JSON file. A bad value fails at start-up with a message naming the variable, never mid-stream. Secrets (the API
-token, librdkafka passwords) are redacted from the repr.
+Every setting comes from an environment variable with the `MICS_WORKER_` prefix (see README), read through `Env`;
+routes and the token may also come from files. Bad values fail at start-up, all in one message, each naming its
+variable, never mid-stream; so does a variable no setting reads. Secrets (the API token, the librdkafka properties
+`worker.sensitive` names) are redacted from the repr, which the start-up line logs.
 """
 
 from __future__ import annotations

@@ -72,7 +72,7 @@ class Env:
     def note(self, key: str, value: str, source: str) -> None:
         """Record a reading made outside the typed reads (a file's content, a derived value)."""
         self.read.add(key)
-        self.readings[key] = Reading(value, source)
+        self.readings[key] = Reading(MASK if value and is_secret_variable(key) else value, source)
 
     def problem(self, message: str, *keys: str) -> None:
         """Record a problem about the variables `keys` (without the prefix)."""
