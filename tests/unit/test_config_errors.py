@@ -244,3 +244,29 @@ class TestAReaderThatRaises:
             "MICS_WORKER_LOG_FORMAT='xml' is not one of json, text",
             "MICS_WORKER_GUARD: raised by a check",
         )
+
+
+SERVICE_LINKS = {
+    "SERVICE_HOST": "10.0.0.7",
+    "SERVICE_PORT": "9102",
+    "SERVICE_PORT_METRICS": "9102",
+    "PORT": "tcp://10.0.0.7:9102",
+    "PORT_9102_TCP": "tcp://10.0.0.7:9102",
+    "PORT_9102_TCP_PROTO": "tcp",
+    "PORT_9102_TCP_PORT": "9102",
+    "PORT_9102_TCP_ADDR": "10.0.0.7",
+    "DLQ_SERVICE_HOST": "10.0.0.8",  # another Service, `mics-worker-dlq`
+    "DLQ_PORT_80_TCP": "tcp://10.0.0.8:80",
+}
+
+
+class TestKubernetesServiceLinks:
+    """A Service named `mics-worker` makes Kubernetes add MICS_WORKER_SERVICE_HOST and friends to every pod."""
+
+    def test_service_link_variables_are_not_unknown(self) -> None:
+        config = WorkerConfig.from_env(environ(**SERVICE_LINKS))
+        assert config.health_port == 9102
+
+    def test_a_lone_port_variable_is_still_a_mistake(self) -> None:
+        error = refusal(PORT="9102")
+        assert error.problems[0].startswith("MICS_WORKER_PORT is not a setting")

@@ -12,7 +12,7 @@ import pytest
 import worker
 from worker.config import WorkerConfig
 from worker.env import Env
-from worker.known_variables import OTHER_READERS, known_keys, unknown_variable_problems
+from worker.known_variables import _SERVICE_LINK_SUFFIX, OTHER_READERS, known_keys, unknown_variable_problems
 
 ROOT = Path(worker.__file__).parent.parent
 _NAME = re.compile(r"\bMICS_WORKER_([A-Z0-9_]*[A-Z0-9])\b")
@@ -75,6 +75,8 @@ def test_every_variable_named_in_the_repository_is_a_setting(where: str) -> None
             after = text[match.end() :]
             if key.startswith("KAFKA_") or key in known or after.startswith(("_*", "*", " is not a setting")):
                 continue  # a passthrough, a setting, a family (`RETRY_*`) or the documented misspelling example
+            if _SERVICE_LINK_SUFFIX.fullmatch(key):
+                continue  # Kubernetes' service links, named where they are ignored
             unknown.add(f"{path.relative_to(ROOT)}: MICS_WORKER_{key}")
     assert sorted(unknown) == []
 
