@@ -129,10 +129,12 @@ def _add_dlq(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 _SETTINGS_EPILOG = """\
 settings:
-  Every setting is an environment variable with the MICS_WORKER_ prefix (BOOTSTRAP_SERVERS, TOPICS, ROUTES,
-  API_TOKEN, DEFAULT_DATAMART_ID, ...): see the Configuration table of the README for each one, its default
-  and meaning. `mics-worker config` prints the effective values and where each came from. A bad or unknown
-  variable stops the worker before it starts, with every problem listed (exit status 2).
+  Every setting is an environment variable with the MICS_WORKER_ prefix
+  (BOOTSTRAP_SERVERS, TOPICS, ROUTES, API_TOKEN, DEFAULT_DATAMART_ID, ...):
+  see the Configuration table of the README for each one, its default and
+  meaning. `mics-worker config` prints the effective values and where each
+  came from. A bad or unknown variable stops the worker before it starts,
+  with every problem listed (exit status 2).
 """
 
 
