@@ -14,12 +14,13 @@ from prometheus_client import CollectorRegistry
 from worker.config import WorkerConfig
 from worker.health import Health, HealthServer
 from worker.kafka import KafkaError, TopicPartition, make_consumer, make_dlq_producer
-from worker.logs import configure_logging
+from worker.logs import configure_logging, register_secret
 from worker.metrics import WorkerMetrics
 from worker.mics.client import MicsClient
 from worker.mics.transport import make_transport
 from worker.pipeline import Pipeline, RunSummary
 from worker.rebalance import RebalanceBridge
+from worker.registry import SchemaRegistry, make_registry
 from worker.validation import Validators
 
 __all__ = ["format_summary", "run_worker"]
@@ -49,10 +50,13 @@ async def _run(config: WorkerConfig) -> RunSummary:
     )
     producer = make_dlq_producer(config, on_error=callbacks.on_error)
     transport = make_transport(config.http_backend, config.timeouts, config.max_concurrency)
+    tokens = config.tokens.source(config.api_token, register_secret)
+    for token in tokens.all_current():
+        register_secret(token.header_value())
     client = MicsClient(
         transport,
         config.api_base_url,
-        config.api_token,
+        tokens,
         decode_write_answers=False,
         statuses=config.status_classes,
     )
@@ -64,6 +68,7 @@ async def _run(config: WorkerConfig) -> RunSummary:
         validators=validators,
         metrics=metrics,
         health=health,
+        registry=_registry(config),
     )
     callbacks.bridge = bridge = pipeline.bridge()
     _install_signal_handlers(pipeline)
@@ -71,6 +76,13 @@ async def _run(config: WorkerConfig) -> RunSummary:
         return await pipeline.run(bridge)
     finally:
         server.stop()
+
+
+def _registry(config: WorkerConfig) -> SchemaRegistry | None:
+    framing = config.framing
+    if framing.registry_url is None or not framing.rules.uses_registry:
+        return None
+    return make_registry(framing.registry_url, cache_size=framing.cache_size, timeout_s=framing.timeout_s)
 
 
 class _KafkaCallbacks:

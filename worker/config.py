@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from worker import codec
 from worker.env import ENV_PREFIX, ConfigError, Env
+from worker.input_settings import FramingSettings, TokenSettings, framing_settings, token_settings
 from worker.mics.auth import ApiToken
 from worker.mics.statuses import DEFAULT_TABLE, StatusTable, parse_status_classes
 from worker.mics.transport import Timeouts
@@ -100,6 +101,8 @@ class WorkerConfig:
     group_protocol: Literal["classic", "consumer"] = "classic"
     group_instance_id: str | None = None
     schemas_dir: Path | None = None
+    framing: FramingSettings = field(default_factory=FramingSettings)
+    tokens: TokenSettings = field(default_factory=TokenSettings)
     kafka_properties: Mapping[str, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:
@@ -137,10 +140,7 @@ class WorkerConfig:
         parts = urlsplit(base_url)
         if parts.scheme not in {"http", "https"} or not parts.hostname or parts.query or parts.fragment:
             raise ConfigError(f"{ENV_PREFIX}API_BASE_URL must be an http(s) URL without query or fragment")
-        try:
-            token = ApiToken.from_env(environ, ENV_PREFIX + "API_TOKEN", ENV_PREFIX + "API_TOKEN_FILE")
-        except (ValueError, OSError) as exc:
-            raise ConfigError(f"{ENV_PREFIX}API_TOKEN / {ENV_PREFIX}API_TOKEN_FILE: {exc}") from None
+        token, tokens = token_settings(env, environ)
         backend = env.choice("HTTP_BACKEND", ("aiohttp", "httpx"), cls.http_backend)
         log_format = env.choice("LOG_FORMAT", ("json", "text"), cls.log_format)
         group_protocol = env.choice("GROUP_PROTOCOL", ("classic", "consumer"), cls.group_protocol)
@@ -194,6 +194,8 @@ class WorkerConfig:
             group_protocol=cast(Literal["classic", "consumer"], group_protocol),
             group_instance_id=env.text_or_none("GROUP_INSTANCE_ID"),
             schemas_dir=Path(schemas_dir) if schemas_dir else None,
+            framing=framing_settings(env),
+            tokens=tokens,
             kafka_properties=_kafka_properties(environ),
         )
 

@@ -25,8 +25,10 @@ from functools import partial
 
 from worker.assignment import Assignment, Pending, TopicPartitionKey, record_size
 from worker.config import WorkerConfig
-from worker.credentials import CredentialsGate
+from worker.credentials import CredentialsGate, probe_with_fresh_token
 from worker.flow import FlowControl, Pauser, Window
+from worker.framed_plan import AwaitingSchema, plan_with_writer_schema
+from worker.framing import BadFrame, unframe
 from worker.health import DEFAULT_LIVENESS_TTL_S, Health
 from worker.kafka import (
     Consumer,
@@ -44,6 +46,7 @@ from worker.metrics import WorkerMetrics
 from worker.mics.client import MicsClient
 from worker.outcomes import Outcomes, RunSummary
 from worker.rebalance import RebalanceBridge
+from worker.registry import SchemaRegistry
 from worker.routing import Job, Rejection, TopicRouter, plan_message
 from worker.sender import Finish, Sender
 from worker.traffic.control import Traffic
@@ -82,8 +85,10 @@ class Pipeline:
         metrics: WorkerMetrics,
         health: Health,
         rng: random.Random | None = None,
+        registry: SchemaRegistry | None = None,
     ) -> None:
         self._config = config
+        self._registry = registry
         self._consumer = consumer
         self._producer = producer
         self._client = client
@@ -105,7 +110,7 @@ class Pipeline:
         self._writer = self._outcomes.writer
         self._lanes = Lanes(self._process, self._outcomes.abandon, self._crashed)
         self._gate = CredentialsGate(
-            self._flow, client.probe_credentials, config.credentials_probe_interval_s, self._lanes.spawn
+            self._flow, partial(probe_with_fresh_token, client), config.credentials_probe_interval_s, self._lanes.spawn
         )
         rng = rng or random.Random()
         self._traffic = Traffic(
@@ -209,6 +214,8 @@ class Pipeline:
         if remaining:
             log.error("%d dead letters were not acknowledged at exit; their offsets were not committed", remaining)
         await self._client.aclose()
+        if self._registry is not None:
+            self._registry.close()
         self._health.set_joined(False)
 
     def _commit_and_close(self) -> None:
@@ -244,10 +251,9 @@ class Pipeline:
             assert topic is not None
             assert partition_id is not None
             assert offset is not None
-            value = message.value()
-            plan = self._plan(self._router.mode_for(topic), value)
+            plan = self._plan_message(topic, message)
             size = record_size(message)
-            if isinstance(plan, Job) and plan.body is not value:
+            if isinstance(plan, Job) and plan.body is not message.value():
                 size += len(plan.body)  # the envelope's body, re-encoded: a second copy held until sent
             partition = self._assignment.take((topic, partition_id), offset, size)
             if partition is None:
@@ -259,8 +265,35 @@ class Pipeline:
             if isinstance(plan, Rejection) and not self._flow.halted:
                 self._outcomes.reject(pending, plan)
             else:
-                self._lanes.submit(pending, message.key() if isinstance(plan, Job) else None)
+                self._lanes.submit(pending, message.key() if isinstance(plan, Job | AwaitingSchema) else None)
         self._metrics.set_in_flight(self._assignment.in_flight, self._assignment.held_bytes)
+
+    def _plan_message(self, topic: str, message: Message) -> Job | Rejection | AwaitingSchema:
+        """Plan now, or, for a framed value, once its writer schema is known (in the message's task)."""
+        mode = self._router.mode_for(topic)
+        framing = self._config.framing.rules.mode_for(topic) if self._registry is not None else "plain"
+        if framing == "plain":
+            return self._plan(mode, message.value())
+        framed = unframe(framing, message.value(), message.headers())
+        if isinstance(framed, BadFrame):
+            return Rejection("decode_error", framed.message, "decode")
+        if framed.schema is None:
+            return self._plan(mode, framed.payload)
+        return AwaitingSchema(framed.schema, framed.payload, mode)
+
+    async def _plan_framed(self, waiting: AwaitingSchema, draining: asyncio.Event) -> Job | Rejection | None:
+        assert self._registry is not None
+        writer = await self._registry.wait_for(waiting.schema, draining)
+        if writer is None:
+            return None
+        framing = self._config.framing
+        return plan_with_writer_schema(
+            waiting,
+            writer,
+            partial(self._plan, waiting.mode),
+            validate=framing.validate,
+            max_bytes=self._config.max_message_bytes,
+        )
 
     def _consume_error(self, error: KafkaError) -> None:
         if error.fatal():
@@ -277,6 +310,12 @@ class Pipeline:
                 return False
             await first_of(self._flow.running, partition.draining)
         plan = pending.plan
+        if isinstance(plan, AwaitingSchema):
+            resolved = await self._plan_framed(plan, partition.draining)
+            if resolved is None:  # the partition drains: its next owner reads the message again
+                self._outcomes.abandon(pending)
+                return False
+            plan = pending.plan = resolved
         if isinstance(plan, Rejection):
             self._outcomes.reject(pending, plan)
             return True
