@@ -59,8 +59,9 @@ Fetch = Callable[[SchemaRef], tuple[str, str]]
 class SchemaRegistry:
     """Resolves writer schemas (cached, bounded), off the event loop, retrying while the registry cannot answer."""
 
-    def __init__(self, fetch: Fetch, cache_size: int) -> None:
+    def __init__(self, fetch: Fetch, cache_size: int, on_close: Callable[[], None] = lambda: None) -> None:
         self._fetch = fetch
+        self._on_close = on_close
         self._cache: OrderedDict[SchemaRef, WriterSchema] = OrderedDict()
         self._cache_size = cache_size
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="schema-registry")
@@ -100,6 +101,7 @@ class SchemaRegistry:
 
     def close(self) -> None:
         self._thread.shutdown(wait=False, cancel_futures=True)
+        self._on_close()
 
 
 def _writer_schema(schema_type: str, text: str) -> WriterSchema:
@@ -128,4 +130,4 @@ def make_registry(url: str, *, cache_size: int, timeout_s: float) -> SchemaRegis
             schema = client.get_schema(ref.schema_id)
         return (schema.schema_type or "AVRO"), (schema.schema_str or "")
 
-    return SchemaRegistry(fetch, cache_size)
+    return SchemaRegistry(fetch, cache_size, on_close=client.close)
