@@ -17,7 +17,7 @@ import pytest
 from tests.integration.conftest import Stream
 from tests.support.events import SampleMessage, activity
 from tests.support.ledger import Ledger, read_dead_letters
-from tests.support.scenario import PacedProducer, eventually, produce_records
+from tests.support.scenario import PacedProducer, eventually, paused, produce_records
 from tests.support.worker_process import WorkerProcess
 from worker.framing import VALUE_SCHEMA_ID_HEADER
 
@@ -196,3 +196,41 @@ class TestTokenPerDatamart:
         assert (by_datamart.count("1509"), by_datamart.count("1510")) == (200, 60)
         worker.wait_until(lambda: worker.probe("/readyz") == 200, 30, "ready again")
         assert token_1510 not in worker.stderr()
+
+    def test_sharing_partitions_the_held_datamart_stops_the_stream_once_the_window_is_full(
+        self, stream: Stream, running: Running, tmp_path: Path
+    ) -> None:
+        """Both datamarts interleaved on the same partitions, 1510's token revoked: 1509's messages flow until the
+        waiting 1510 messages fill each partition's share of the in-flight window (nothing past the window is taken),
+        /readyz names 1510; once its token works again, all are delivered, once."""
+        sandbox = stream.sandbox
+        (tmp_path / "dm1510").write_text(f"dm1510-{uuid.uuid4().hex}")
+        tokens_file = tmp_path / "tokens.json"
+        tokens_file.write_bytes(orjson.dumps({"datamarts": {"1510": "dm1510"}}))
+        sandbox.set_datamart_token("1510", f"revoked-{uuid.uuid4().hex}")
+        messages = activities(240, 11)
+        datamarts = ["1510" if index % 4 == 0 else "1509" for index in range(len(messages))]
+        envelopes = [
+            (m.key, orjson.dumps({"type": "activity", "datamart_id": dm, "body": orjson.loads(m.value)}), [])
+            for m, dm in zip(messages, datamarts, strict=True)
+        ]
+        produce_records(stream.bootstrap_servers, stream.mixed, envelopes)
+        ledger = Ledger(messages)
+        window = 30
+        worker = running(
+            stream.worker(API_TOKENS_FILE=str(tokens_file), ALLOWED_DATAMARTS="1509,1510", MAX_IN_FLIGHT=str(window))
+        )
+        worker.wait_until(lambda: paused(worker, "backpressure"), 90, "the window to fill")
+        worker.wait_until(lambda: ready(worker)["held_datamarts"] == ["1510"], 30, "/readyz naming 1510")
+        assert worker.metric_sum("mics_worker_credentials_held", datamart="1510") == 1.0
+        assert worker.metric_sum("mics_worker_in_flight_messages") <= window
+        assert 0 < stream.delivered_count() <= window  # 1509 flowed, but only within the window
+        assert stream.dead_letter_count() == 0
+
+        sandbox.set_datamart_token("1510", (tmp_path / "dm1510").read_text())
+        settlement = stream.wait_settled(ledger, 120, worker)
+        assert settlement.missing == set()
+        assert settlement.duplicates == 0
+        assert stream.dead_letter_count() == 0
+        by_datamart = [d["datamart_id"] for d in sandbox.documents()["activities"]]
+        assert (by_datamart.count("1509"), by_datamart.count("1510")) == (180, 60)
