@@ -8,18 +8,22 @@ partition's share of the window fills and the partition pauses, like any slow pa
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from worker import codec
 from worker.config import RouteMode
-from worker.framing import SchemaRef
-from worker.registry import WriterSchema
+from worker.framing import BadFrame, SchemaRef, unframe
+from worker.input_settings import FramingSettings
+from worker.kafka import Message
+from worker.registry import SchemaRegistry, WriterSchema
 from worker.routing import Job, Rejection
 
-__all__ = ["AwaitingSchema", "plan_with_writer_schema"]
+__all__ = ["AwaitingSchema", "MessagePlanner", "plan_with_writer_schema"]
 
 Planner = Callable[[bytes | None], Job | Rejection]
+RoutePlanner = Callable[[RouteMode | None, bytes | None], Job | Rejection]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,3 +64,44 @@ def plan_with_writer_schema(
             result.route,
         )
     return result
+
+
+class MessagePlanner:
+    """Plans each message when it is read, or, for a framed value, once its writer schema is known (in its task)."""
+
+    def __init__(
+        self, plan: RoutePlanner, framing: FramingSettings, registry: SchemaRegistry | None, *, max_message_bytes: int
+    ) -> None:
+        self._plan = plan
+        self._framing = framing
+        self._registry = registry
+        self._max_bytes = max_message_bytes
+
+    def plan(self, mode: RouteMode | None, topic: str, message: Message) -> Job | Rejection | AwaitingSchema:
+        framing = self._framing.rules.mode_for(topic) if self._registry is not None else "plain"
+        if framing == "plain":
+            return self._plan(mode, message.value())
+        framed = unframe(framing, message.value(), message.headers())
+        if isinstance(framed, BadFrame):
+            return Rejection("decode_error", framed.message, "decode")
+        if framed.schema is None:
+            return self._plan(mode, framed.payload)
+        return AwaitingSchema(framed.schema, framed.payload, mode)
+
+    async def plan_framed(self, waiting: AwaitingSchema, draining: asyncio.Event) -> Job | Rejection | None:
+        """The plan once the writer schema is known; None when the partition drained first."""
+        assert self._registry is not None
+        writer = await self._registry.wait_for(waiting.schema, draining)
+        if writer is None:
+            return None
+        return plan_with_writer_schema(
+            waiting,
+            writer,
+            lambda payload: self._plan(waiting.mode, payload),
+            validate=self._framing.validate,
+            max_bytes=self._max_bytes,
+        )
+
+    def close(self) -> None:
+        if self._registry is not None:
+            self._registry.close()

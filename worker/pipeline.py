@@ -27,8 +27,7 @@ from worker.assignment import Assignment, Pending, TopicPartitionKey, record_siz
 from worker.config import WorkerConfig
 from worker.credentials import CredentialsGate, probe_with_fresh_token
 from worker.flow import FlowControl, Pauser, Window
-from worker.framed_plan import AwaitingSchema, plan_with_writer_schema
-from worker.framing import BadFrame, unframe
+from worker.framed_plan import AwaitingSchema, MessagePlanner
 from worker.health import DEFAULT_LIVENESS_TTL_S, Health
 from worker.kafka import (
     Consumer,
@@ -88,7 +87,6 @@ class Pipeline:
         registry: SchemaRegistry | None = None,
     ) -> None:
         self._config = config
-        self._registry = registry
         self._consumer = consumer
         self._producer = producer
         self._client = client
@@ -133,11 +131,16 @@ class Pipeline:
         self._crash: BaseException | None = None
         self._drained = False  # after the shutdown drain, a revoke on close() must not wait a second time
         self._kafka_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka")
-        self._plan = partial(
-            plan_message,
-            validators=validators,
-            default_datamart_id=config.default_datamart_id,
-            allowed_datamarts=config.allowed_datamarts,
+        self._planner = MessagePlanner(
+            partial(
+                plan_message,
+                validators=validators,
+                default_datamart_id=config.default_datamart_id,
+                allowed_datamarts=config.allowed_datamarts,
+                max_message_bytes=config.max_message_bytes,
+            ),
+            config.framing,
+            registry,
             max_message_bytes=config.max_message_bytes,
         )
 
@@ -214,8 +217,7 @@ class Pipeline:
         if remaining:
             log.error("%d dead letters were not acknowledged at exit; their offsets were not committed", remaining)
         await self._client.aclose()
-        if self._registry is not None:
-            self._registry.close()
+        self._planner.close()
         self._health.set_joined(False)
 
     def _commit_and_close(self) -> None:
@@ -251,7 +253,7 @@ class Pipeline:
             assert topic is not None
             assert partition_id is not None
             assert offset is not None
-            plan = self._plan_message(topic, message)
+            plan = self._planner.plan(self._router.mode_for(topic), topic, message)
             size = record_size(message)
             if isinstance(plan, Job) and plan.body is not message.value():
                 size += len(plan.body)  # the envelope's body, re-encoded: a second copy held until sent
@@ -267,33 +269,6 @@ class Pipeline:
             else:
                 self._lanes.submit(pending, message.key() if isinstance(plan, Job | AwaitingSchema) else None)
         self._metrics.set_in_flight(self._assignment.in_flight, self._assignment.held_bytes)
-
-    def _plan_message(self, topic: str, message: Message) -> Job | Rejection | AwaitingSchema:
-        """Plan now, or, for a framed value, once its writer schema is known (in the message's task)."""
-        mode = self._router.mode_for(topic)
-        framing = self._config.framing.rules.mode_for(topic) if self._registry is not None else "plain"
-        if framing == "plain":
-            return self._plan(mode, message.value())
-        framed = unframe(framing, message.value(), message.headers())
-        if isinstance(framed, BadFrame):
-            return Rejection("decode_error", framed.message, "decode")
-        if framed.schema is None:
-            return self._plan(mode, framed.payload)
-        return AwaitingSchema(framed.schema, framed.payload, mode)
-
-    async def _plan_framed(self, waiting: AwaitingSchema, draining: asyncio.Event) -> Job | Rejection | None:
-        assert self._registry is not None
-        writer = await self._registry.wait_for(waiting.schema, draining)
-        if writer is None:
-            return None
-        framing = self._config.framing
-        return plan_with_writer_schema(
-            waiting,
-            writer,
-            partial(self._plan, waiting.mode),
-            validate=framing.validate,
-            max_bytes=self._config.max_message_bytes,
-        )
 
     def _consume_error(self, error: KafkaError) -> None:
         if error.fatal():
@@ -311,7 +286,7 @@ class Pipeline:
             await first_of(self._flow.running, partition.draining)
         plan = pending.plan
         if isinstance(plan, AwaitingSchema):
-            resolved = await self._plan_framed(plan, partition.draining)
+            resolved = await self._planner.plan_framed(plan, partition.draining)
             if resolved is None:  # the partition drains: its next owner reads the message again
                 self._outcomes.abandon(pending)
                 return False

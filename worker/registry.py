@@ -1,6 +1,7 @@
 """Writer schemas from a Confluent-compatible Schema Registry, fetched with confluent-kafka's `SchemaRegistryClient`.
 
-The client is blocking (HTTP under a lock), so lookups run on a thread of their own and never on the event loop.
+The client is blocking (HTTP under a lock), so lookups run on a thread of their own and never on the event loop;
+messages waiting for the same schema share one lookup.
 Resolved schemas are kept in a bounded LRU cache (`SCHEMA_REGISTRY_CACHE_SIZE` entries, each a compiled validator),
 so a steady stream costs one lookup per schema. An unknown id and an unreachable registry look the same from here
 and are both transient: a producer may have registered the schema on a registry replica that has not caught up,
@@ -16,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import jsonschema_rs
@@ -64,6 +66,7 @@ class SchemaRegistry:
         self._on_close = on_close
         self._cache: OrderedDict[SchemaRef, WriterSchema] = OrderedDict()
         self._cache_size = cache_size
+        self._lookups: dict[SchemaRef, asyncio.Future[tuple[str, str]]] = {}
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="schema-registry")
 
     def cached(self, ref: SchemaRef) -> WriterSchema | None:
@@ -77,15 +80,25 @@ class SchemaRegistry:
         schema = self.cached(ref)
         if schema is not None:
             return schema
+        lookup = self._lookups.get(ref)
+        if lookup is None:  # messages waiting for the same schema share one request
+            lookup = asyncio.get_running_loop().run_in_executor(self._thread, self._fetch, ref)
+            self._lookups[ref] = lookup
+            lookup.add_done_callback(partial(self._lookup_done, ref))
         try:
-            schema_type, text = await asyncio.get_running_loop().run_in_executor(self._thread, self._fetch, ref)
+            schema_type, text = await asyncio.shield(lookup)
         except Exception as exc:  # any failure of the registry or the path to it: transient
             raise RegistryUnavailable(f"the schema registry did not give {ref}: {type(exc).__name__}") from None
-        schema = _writer_schema(schema_type, text)
+        schema = self._cache.get(ref) or _writer_schema(schema_type, text)
         self._cache[ref] = schema
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return schema
+
+    def _lookup_done(self, ref: SchemaRef, lookup: asyncio.Future[tuple[str, str]]) -> None:
+        self._lookups.pop(ref, None)
+        if not lookup.cancelled():
+            lookup.exception()  # retrieved here too: every waiter may have gone (a drain) before it failed
 
     async def wait_for(self, ref: SchemaRef, draining: asyncio.Event) -> WriterSchema | None:
         """Resolve `ref`, retrying with a doubling backoff (0.5 s to 30 s); None when `draining` is set first."""

@@ -50,6 +50,14 @@ class TestSchemaRegistry:
         assert len(fetch.calls) == 3
         registry.close()
 
+    async def test_concurrent_waiters_for_one_schema_share_one_request(self) -> None:
+        fetch = FlakyRegistry()
+        registry = SchemaRegistry(fetch, cache_size=10)
+        schemas = await asyncio.gather(*(registry.resolve(SchemaRef(schema_id=8)) for _ in range(20)))
+        assert len(fetch.calls) == 1
+        assert all(schema is schemas[0] for schema in schemas)
+        registry.close()
+
     async def test_a_failure_is_reported_as_unavailable_without_caching_it(self) -> None:
         registry = SchemaRegistry(FlakyRegistry(failures=1), cache_size=10)
         with pytest.raises(RegistryUnavailable, match="schema id 5"):
