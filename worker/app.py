@@ -22,12 +22,13 @@ from worker.kafka import (
     make_consumer,
     make_dlq_producer,
 )
-from worker.logs import configure_logging
+from worker.logs import configure_logging, register_secret
 from worker.metrics import WorkerMetrics
 from worker.mics.client import MicsClient
 from worker.mics.transport import make_transport
 from worker.pipeline import Pipeline, RunSummary
 from worker.rebalance import RebalanceBridge
+from worker.registry import SchemaRegistry, make_registry
 from worker.sensitive import MASK, is_secret_kafka_property
 from worker.validation import Validators
 
@@ -63,10 +64,13 @@ async def _run(config: WorkerConfig) -> RunSummary:
         server.stop()
         raise
     transport = make_transport(config.http_backend, config.timeouts, config.max_concurrency)
+    tokens = config.tokens.source(config.api_token, register_secret)
+    for token in tokens.all_current():
+        register_secret(token.header_value())
     client = MicsClient(
         transport,
         config.api_base_url,
-        config.api_token,
+        tokens,
         decode_write_answers=False,
         statuses=config.status_classes,
     )
@@ -78,6 +82,7 @@ async def _run(config: WorkerConfig) -> RunSummary:
         validators=validators,
         metrics=metrics,
         health=health,
+        registry=_registry(config),
     )
     callbacks.bridge = bridge = pipeline.bridge()
     _install_signal_handlers(pipeline)
@@ -122,6 +127,13 @@ def _without_secrets(text: str, config: WorkerConfig) -> str:
         if value and is_secret_kafka_property(name):
             text = text.replace(value, MASK)
     return text
+
+
+def _registry(config: WorkerConfig) -> SchemaRegistry | None:
+    framing = config.framing
+    if framing.registry_url is None or not framing.rules.uses_registry:
+        return None
+    return make_registry(framing.registry_url, cache_size=framing.cache_size, timeout_s=framing.timeout_s)
 
 
 class _KafkaCallbacks:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from worker.offsets import PartitionOffsets
 
 if TYPE_CHECKING:
+    from worker.framed_plan import AwaitingSchema
     from worker.kafka import Message
     from worker.routing import Job, Rejection
 
@@ -82,7 +83,7 @@ class Pending:
         self.offset = offset
         self.partition = partition
         self.size = size
-        self.plan: Job | Rejection | None = None
+        self.plan: Job | Rejection | AwaitingSchema | None = None
 
 
 def record_size(message: Message) -> int:

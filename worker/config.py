@@ -15,6 +15,7 @@ from typing import Literal, cast
 
 from worker.config_checks import ROUTE_MODES, RouteMode, RouteRule, check_base_url, check_regex, datamarts, routes
 from worker.env import ENV_PREFIX, ConfigError, Env
+from worker.input_settings import FramingSettings, TokenSettings, framing_settings, token_settings
 from worker.kafka_properties import KAFKA_PREFIX, kafka_properties, property_problems
 from worker.mics.auth import ApiToken
 from worker.mics.statuses import DEFAULT_TABLE, StatusTable, parse_status_classes
@@ -84,6 +85,8 @@ class WorkerConfig:
     group_protocol: Literal["classic", "consumer"] = "classic"
     group_instance_id: str | None = None
     schemas_dir: Path | None = None
+    framing: FramingSettings = field(default_factory=FramingSettings)
+    tokens: TokenSettings = field(default_factory=TokenSettings)
     kafka_properties: Mapping[str, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:
@@ -141,7 +144,7 @@ class WorkerConfig:
         default_datamart, allowed = datamarts(env)
         base_url = env.text("API_BASE_URL", cls.api_base_url)
         check_base_url(env, base_url)
-        token = _token(env)
+        token, tokens = token_settings(env, env.environ)
         backend = env.choice("HTTP_BACKEND", ("aiohttp", "httpx"), cls.http_backend)
         log_format = env.choice("LOG_FORMAT", ("json", "text"), cls.log_format)
         group_protocol = env.choice("GROUP_PROTOCOL", ("classic", "consumer"), cls.group_protocol)
@@ -186,22 +189,12 @@ class WorkerConfig:
             group_protocol=cast(Literal["classic", "consumer"], group_protocol),
             group_instance_id=env.text_or_none("GROUP_INSTANCE_ID"),
             schemas_dir=Path(schemas_dir) if schemas_dir else None,
+            framing=framing_settings(env),
+            tokens=tokens,
             kafka_properties=properties,
         )
         # Every setting was read (so every problem is known) before any is judged: a bad one read as its default.
         return None if env.problems or token is None else config
-
-
-def _token(env: Env) -> ApiToken | None:
-    inline, path = env.text_or_none("API_TOKEN"), env.text_or_none("API_TOKEN_FILE")
-    try:
-        token = ApiToken.from_env(env.environ, ENV_PREFIX + "API_TOKEN", ENV_PREFIX + "API_TOKEN_FILE")
-    except (ValueError, OSError) as exc:
-        env.problem(f"{ENV_PREFIX}API_TOKEN / {ENV_PREFIX}API_TOKEN_FILE: {exc}", "API_TOKEN")
-        return None
-    if path is not None and inline is None:
-        env.note("API_TOKEN", MASK, f"file ({ENV_PREFIX}API_TOKEN_FILE)")
-    return token
 
 
 def _timeouts(env: Env) -> Timeouts:

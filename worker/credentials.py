@@ -14,10 +14,11 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 
 from worker.flow import FlowControl
+from worker.mics.client import MicsClient
 from worker.mics.errors import ApiResult, OutcomeKind
 from worker.waits import first_of
 
-__all__ = ["MAX_REFUSALS", "CredentialsGate"]
+__all__ = ["MAX_REFUSALS", "CredentialsGate", "probe_with_fresh_token"]
 
 log = logging.getLogger(__name__)
 
@@ -77,3 +78,9 @@ class CredentialsGate:
                 self._flow.set_credentials_held(datamart, False)
                 event.set()
                 return
+
+
+async def probe_with_fresh_token(client: MicsClient, datamart: str) -> ApiResult:
+    """A probe re-reads the datamart's token file first: a restored or rotated token ends the hold at once."""
+    client.tokens.refresh(datamart)
+    return await client.probe_credentials(datamart)

@@ -36,6 +36,8 @@ DEAD_LETTER_REASONS: Final = frozenset(
         "schema_invalid",
         "unroutable",
         "forbidden_datamart",
+        "unsupported_format",
+        "writer_schema_invalid",
         "invalid_path_value",
         "unsafe_url",
         "retries_exhausted",

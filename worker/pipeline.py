@@ -25,8 +25,9 @@ from functools import partial
 
 from worker.assignment import Assignment, Pending, TopicPartitionKey, record_size
 from worker.config import WorkerConfig
-from worker.credentials import CredentialsGate
+from worker.credentials import CredentialsGate, probe_with_fresh_token
 from worker.flow import FlowControl, Pauser, Window
+from worker.framed_plan import AwaitingSchema, MessagePlanner
 from worker.health import DEFAULT_LIVENESS_TTL_S, Health
 from worker.kafka import (
     Consumer,
@@ -44,6 +45,7 @@ from worker.metrics import WorkerMetrics
 from worker.mics.client import MicsClient
 from worker.outcomes import Outcomes, RunSummary
 from worker.rebalance import RebalanceBridge
+from worker.registry import SchemaRegistry
 from worker.routing import Job, Rejection, TopicRouter, plan_message
 from worker.sender import Finish, Sender
 from worker.traffic.control import Traffic
@@ -82,6 +84,7 @@ class Pipeline:
         metrics: WorkerMetrics,
         health: Health,
         rng: random.Random | None = None,
+        registry: SchemaRegistry | None = None,
     ) -> None:
         self._config = config
         self._consumer = consumer
@@ -105,7 +108,7 @@ class Pipeline:
         self._writer = self._outcomes.writer
         self._lanes = Lanes(self._process, self._outcomes.abandon, self._crashed)
         self._gate = CredentialsGate(
-            self._flow, client.probe_credentials, config.credentials_probe_interval_s, self._lanes.spawn
+            self._flow, partial(probe_with_fresh_token, client), config.credentials_probe_interval_s, self._lanes.spawn
         )
         rng = rng or random.Random()
         self._traffic = Traffic(
@@ -128,11 +131,16 @@ class Pipeline:
         self._crash: BaseException | None = None
         self._drained = False  # after the shutdown drain, a revoke on close() must not wait a second time
         self._kafka_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka")
-        self._plan = partial(
-            plan_message,
-            validators=validators,
-            default_datamart_id=config.default_datamart_id,
-            allowed_datamarts=config.allowed_datamarts,
+        self._planner = MessagePlanner(
+            partial(
+                plan_message,
+                validators=validators,
+                default_datamart_id=config.default_datamart_id,
+                allowed_datamarts=config.allowed_datamarts,
+                max_message_bytes=config.max_message_bytes,
+            ),
+            config.framing,
+            registry,
             max_message_bytes=config.max_message_bytes,
         )
 
@@ -209,6 +217,7 @@ class Pipeline:
         if remaining:
             log.error("%d dead letters were not acknowledged at exit; their offsets were not committed", remaining)
         await self._client.aclose()
+        self._planner.close()
         self._health.set_joined(False)
 
     def _commit_and_close(self) -> None:
@@ -244,10 +253,9 @@ class Pipeline:
             assert topic is not None
             assert partition_id is not None
             assert offset is not None
-            value = message.value()
-            plan = self._plan(self._router.mode_for(topic), value)
+            plan = self._planner.plan(self._router.mode_for(topic), topic, message)
             size = record_size(message)
-            if isinstance(plan, Job) and plan.body is not value:
+            if isinstance(plan, Job) and plan.body is not message.value():
                 size += len(plan.body)  # the envelope's body, re-encoded: a second copy held until sent
             partition = self._assignment.take((topic, partition_id), offset, size)
             if partition is None:
@@ -259,7 +267,7 @@ class Pipeline:
             if isinstance(plan, Rejection) and not self._flow.halted:
                 self._outcomes.reject(pending, plan)
             else:
-                self._lanes.submit(pending, message.key() if isinstance(plan, Job) else None)
+                self._lanes.submit(pending, message.key() if isinstance(plan, Job | AwaitingSchema) else None)
         self._metrics.set_in_flight(self._assignment.in_flight, self._assignment.held_bytes)
 
     def _consume_error(self, error: KafkaError) -> None:
@@ -277,6 +285,12 @@ class Pipeline:
                 return False
             await first_of(self._flow.running, partition.draining)
         plan = pending.plan
+        if isinstance(plan, AwaitingSchema):
+            resolved = await self._planner.plan_framed(plan, partition.draining)
+            if resolved is None:  # the partition drains: its next owner reads the message again
+                self._outcomes.abandon(pending)
+                return False
+            plan = pending.plan = resolved
         if isinstance(plan, Rejection):
             self._outcomes.reject(pending, plan)
             return True

@@ -35,8 +35,14 @@ def is_secret_kafka_property(name: str) -> bool:
     return name in SENSITIVE_KAFKA_PROPERTIES or bool(_SECRET_NAME.search(name))
 
 
+# A duration or a size named after a secret (API_TOKEN_CHECK_INTERVAL_S) holds a number, not the secret.
+_MEASURE_SUFFIX = re.compile(r"_(S|MS|SIZE|BYTES)$")
+
+
 def is_secret_variable(name: str) -> bool:
     """A variable (with or without the `MICS_WORKER_` prefix) whose value must not be shown."""
     key = name.removeprefix("MICS_WORKER_")
+    if not key.startswith("KAFKA_") and _MEASURE_SUFFIX.search(key):
+        return False
     kafka_property = key.removeprefix("KAFKA_").lower().replace("_", ".") if key.startswith("KAFKA_") else None
     return bool(_SECRET_NAME.search(key)) or (kafka_property is not None and is_secret_kafka_property(kafka_property))

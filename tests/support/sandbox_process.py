@@ -25,6 +25,7 @@ import httpx
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOKEN_ENV = "MICS_SANDBOX_TOKEN"
+DATAMART_TOKENS_ENV = "MICS_SANDBOX_DATAMART_TOKENS"
 DEFAULT_STARTUP_TIMEOUT_S = 20.0
 DEFAULT_STOP_TIMEOUT_S = 10.0
 _ANNOUNCEMENT = re.compile(rb"sandbox listening on (http://\S+)\n")
@@ -47,6 +48,7 @@ class SandboxProcess:
         self,
         *args: str,
         token: str | None = None,
+        datamart_tokens: dict[str, str] | None = None,
         host: str = "127.0.0.1",
         startup_timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S,
     ) -> None:
@@ -55,6 +57,7 @@ class SandboxProcess:
         self.startup_timeout_s = startup_timeout_s
         self._initial_token = token if token is not None else secrets.token_urlsafe(24)
         self.token = self._initial_token
+        self._datamart_tokens = dict(datamart_tokens or {})
         self._base_url: str | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._stderr: Any = None
@@ -89,7 +92,11 @@ class SandboxProcess:
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             cwd=REPO_ROOT,
-            env={**os.environ, TOKEN_ENV: self._initial_token},
+            env={
+                **os.environ,
+                TOKEN_ENV: self._initial_token,
+                DATAMART_TOKENS_ENV: ",".join(f"{dm}={token}" for dm, token in self._datamart_tokens.items()),
+            },
             start_new_session=True,
         )
         try:
@@ -236,3 +243,25 @@ class SandboxProcess:
         """Make the sandbox accept `token` instead of the current one (which is revoked)."""
         self._call("PUT", "token", {"token": token})
         self.token = token
+
+    def set_datamart_token(self, datamart: str, token: str) -> None:
+        """Make `datamart` accept `token` only (its previous token, or the sandbox's, is refused there)."""
+        self._call("PUT", "token", {"token": token, "datamart": datamart})
+
+    @property
+    def registry_url(self) -> str:
+        """The Confluent-compatible Schema Registry subset this sandbox serves (`/schemas/ids/{id}`, …)."""
+        return self.base_url
+
+    def register_schema(self, schema_id: int, schema: str, schema_type: str = "JSON", guid: str | None = None) -> str:
+        """Register a writer schema; its GUID."""
+        document: dict[str, object] = {"id": schema_id, "schema": schema, "schemaType": schema_type}
+        if guid is not None:
+            document["guid"] = guid
+        result: dict[str, object] = self._call("PUT", "schemas", document)
+        return str(result["guid"])
+
+    def set_registry_available(self, available: bool) -> int:
+        """Make every registry read answer 503 (False) or serve again (True); the reads so far."""
+        result: dict[str, int] = self._call("PUT", "registry", {"available": available})
+        return result["reads"]

@@ -189,6 +189,9 @@ class TestSecrets:
         assert is_secret_variable("MICS_WORKER_KAFKA_SASL_USERNAME")
         assert not is_secret_variable("MICS_WORKER_KAFKA_SECURITY_PROTOCOL")
         assert not is_secret_variable("MICS_WORKER_CREDENTIALS_PROBE_INTERVAL_S")
+        # A duration named after the token is a number, shown; the token file's contents stay secret.
+        assert not is_secret_variable("MICS_WORKER_API_TOKEN_CHECK_INTERVAL_S")
+        assert is_secret_variable("MICS_WORKER_API_TOKEN_FILE")
 
     def test_the_oauthbearer_config_is_masked_in_the_repr(self) -> None:
         """The start-up line logs the repr: a client secret inside sasl.oauthbearer.config must not reach it."""
