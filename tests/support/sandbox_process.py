@@ -7,12 +7,10 @@ sandbox accepts connections. It runs in its own session, so `stop()` can signal 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import secrets
 import select
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,6 +20,8 @@ from types import TracebackType
 from typing import Any, Self
 
 import httpx
+
+from tests.support.process_group import ProcessGroup
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOKEN_ENV = "MICS_SANDBOX_TOKEN"
@@ -56,7 +56,7 @@ class SandboxProcess:
         self._initial_token = token if token is not None else secrets.token_urlsafe(24)
         self.token = self._initial_token
         self._base_url: str | None = None
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: ProcessGroup | None = None
         self._stderr: Any = None
         self._admin: httpx.Client | None = None
 
@@ -74,7 +74,7 @@ class SandboxProcess:
         return self._process.pid if self._process is not None else None
 
     def is_running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        return self._process is not None and self._process.running()
 
     def start(self) -> Self:
         """Launch the process and wait for its announcement line."""
@@ -83,17 +83,16 @@ class SandboxProcess:
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - kept open for the process's lifetime
         command = [sys.executable, "-m", "worker.sandbox", "--host", self.host, "--port", "0", "--stop-on-stdin-eof"]
         # The sandbox stops when its stdin closes: if this process dies without stop(), so does the sandbox.
-        self._process = subprocess.Popen(
+        self._process = ProcessGroup(
             [*command, *self.args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             cwd=REPO_ROOT,
             env={**os.environ, TOKEN_ENV: self._initial_token},
-            start_new_session=True,
         )
         try:
-            self._base_url = self._await_announcement(self._process)
+            self._base_url = self._await_announcement(self._process.process)
         except BaseException:
             self.stop()
             raise
@@ -110,16 +109,8 @@ class SandboxProcess:
         self._base_url = None
         if process is None:
             return None
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        for pipe in (process.stdin, process.stdout):
+        process.stop(timeout_s)
+        for pipe in (process.process.stdin, process.process.stdout):
             if pipe is not None:
                 pipe.close()
         if self._stderr is not None:
