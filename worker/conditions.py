@@ -4,9 +4,9 @@ A state that lasts (the API failing, the broker unreachable, the group not joine
 credentials refused) used to be either silent or a line per event. Each is now a *condition* on a *subject* (a
 route, a topic, a datamart, the group): the component that knows it calls `set` when it starts and ends and `count`
 for each event meanwhile; `tick` (the poll loop, several times a second) writes the "still" lines with the counts
-since the last line. An end is written once the state has stayed off for `settle_s`: a route that backs off once a
-second in a 429 storm is one throttling episode, not a start and an end line a second. Each condition is also the
-gauge `mics_worker_condition{condition}` (subjects in it, settling ones included) and the counter
+since the last line. The API's states end once they have stayed off for `settle_s` (`SETTLING`): a route that backs
+off once a second in a 429 storm is one throttling episode, not a start and an end line a second. Each condition is
+also the gauge `mics_worker_condition{condition}` (subjects in it, settling ones included) and the counter
 `mics_worker_condition_starts_total{condition}`, and a readiness detail (`Health.set_conditions`).
 
 Which conditions make the worker not ready is decided in `health.UNREADY_CONDITIONS` (README, Observability).
@@ -35,6 +35,9 @@ CONDITIONS: Final = {
     "credentials_held": "the API refuses the token for a datamart (401/403)",
 }
 """Every condition, with what its start line says first. Labels of the metrics: a fixed, bounded set."""
+
+SETTLING: Final = frozenset({"api_failing", "api_throttled"})
+"""States sampled from the route gates, which flip on and off within one episode; the others end when they end."""
 
 DEFAULT_REPEAT_S: Final = 30.0
 DEFAULT_SETTLE_S: Final = 5.0
@@ -121,7 +124,7 @@ class Conditions:
                 current.detail = detail
         elif not on and current is not None and current.ended_at is None:
             current.ended_at = self._clock()
-            if self._settle_s == 0:
+            if self._settle_s == 0 or name not in SETTLING:
                 self._end(key, current)
 
     def count(self, name: str, subject: str, what: str, n: int = 1) -> None:

@@ -104,6 +104,16 @@ class TestLines:
         )
         assert caplog.records[-1].levelno == logging.INFO
 
+    def test_a_state_of_the_worker_itself_ends_at_once(
+        self, conditions: Conditions, health: Health, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Only the API's states settle: a joined group, a readable DLQ or an accepted token end when they end."""
+        with caplog.at_level(logging.INFO, logger=LOGGER):
+            conditions.set("group_join_waiting", "orders", True)
+            conditions.set("group_join_waiting", "orders", False)
+        assert lines(caplog)[1] == "ended after 0 s: waiting to join the consumer group: orders"
+        assert health.readiness()[1]["conditions"] == {}
+
     def test_a_state_back_within_settle_s_is_the_same_episode(
         self, conditions: Conditions, registry: CollectorRegistry, clock: FakeClock, caplog: pytest.LogCaptureFixture
     ) -> None:
