@@ -12,141 +12,25 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shlex
 import signal
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
-from typing import TextIO
+from collections.abc import Sequence
 
 import httpx
 
+from scripts.demo_narration import Narrator, dead_letter_examples, dlq_commands
 from tests.support.events import MixSpec, generate
 from tests.support.kafka_broker import KafkaBroker, create_topic
-from tests.support.ledger import CLIENT_LOG, DeadLetterRecord, Ledger, produce_all, read_dead_letters
+from tests.support.ledger import CLIENT_LOG, Ledger, produce_all, read_dead_letters
 from tests.support.sandbox_process import SandboxProcess
 from tests.support.worker_process import WorkerProcess, worker_env
 
 ACTIVITY_TOPIC = "demo.activities"
 MIXED_TOPIC = "demo.events"
 DLQ_TOPIC = "demo.dlq"
-STEPS = 7
-"""Step 1 (the environment) is printed by scripts/run-local before this script can start."""
-TICK_S = 1.0
-QUIET_TICK_S = 10.0
-"""Without a terminal (a log, a CI job) a still-running step prints a line this often instead of a ticking one."""
-_DETAIL_HEADERS = (
-    ("mics.dlq.http.status", "HTTP"),
-    ("mics.dlq.schema.path", "at"),
-    ("mics.dlq.schema.rule", "rule"),
-    ("__connect.errors.exception.message", "says"),
-)
-_MESSAGE_CHARS = 100
-
-
-class Narrator:
-    """Numbered steps, each with a ticking elapsed time while it runs, and a live count; on a terminal the progress
-    is redrawn in place, elsewhere it is a line every `QUIET_TICK_S`."""
-
-    def __init__(self, out: TextIO, *, live: bool) -> None:
-        self.out = out
-        self.live = live
-        self._step = 1
-        self._last_count = float("-inf")
-
-    def say(self, text: str) -> None:
-        self._write(f"==> {text}\n")
-
-    def note(self, text: str) -> None:
-        self._write(f"    {text}\n")
-
-    @contextmanager
-    def step(self, text: str, *, ticking: bool = True) -> Iterator[None]:
-        """`==> [n/7] text`, then the time it has been running until the block ends (unless the block shows its own
-        progress: `ticking=False`), then how long it took."""
-        self._step += 1
-        self.say(f"[{self._step}/{STEPS}] {text}")
-        started = time.monotonic()
-        done = threading.Event()
-        ticker = threading.Thread(target=self._tick, args=(started, done), daemon=True)
-        if ticking:
-            ticker.start()
-        try:
-            yield
-        finally:
-            done.set()
-            if ticking:
-                ticker.join()
-            self._clear()
-        self.note(f"done in {time.monotonic() - started:.1f} s")
-
-    def count(self, done: int, total: int, detail: str) -> None:
-        """A live count: redrawn on a terminal, a line at most every 2 s otherwise (and always the final one)."""
-        line = f"{done:,} / {total:,} {detail}"
-        if self.live:
-            self._write(f"\r    {line}\x1b[K")
-        elif done >= total or time.monotonic() - self._last_count >= 2.0:
-            self._last_count = time.monotonic()
-            self.note(line)
-
-    def _tick(self, started: float, done: threading.Event) -> None:
-        interval = TICK_S if self.live else QUIET_TICK_S
-        while not done.wait(interval):
-            elapsed = time.monotonic() - started
-            if self.live:
-                self._write(f"\r    … {elapsed:.0f} s\x1b[K")
-            else:
-                self.note(f"… still running ({elapsed:.0f} s)")
-
-    def _clear(self) -> None:
-        if self.live:
-            self._write("\r\x1b[K")
-
-    def _write(self, text: str) -> None:
-        self.out.write(text)
-        self.out.flush()
-
-
-def dead_letter_examples(records: Sequence[DeadLetterRecord]) -> list[str]:
-    """One line per reason (the first record of each): where it came from and what the worker said about it."""
-    first: dict[str, DeadLetterRecord] = {}
-    for record in records:
-        first.setdefault(record.reason, record)
-    lines = []
-    for reason in sorted(first):
-        headers = first[reason].headers
-        source = "{}[{}]@{}".format(
-            *(headers.get(f"__connect.errors.{name}", b"?").decode() for name in ("topic", "partition", "offset"))
-        )
-        details = []
-        for name, label in _DETAIL_HEADERS:
-            value = headers.get(name, b"").decode("utf-8", "replace")
-            if value:
-                shown = value if len(value) <= _MESSAGE_CHARS else value[: _MESSAGE_CHARS - 1] + "…"
-                details.append(f"{label} {shown}")
-        lines.append(f"{reason}: {source}" + (f" — {'; '.join(details)}" if details else ""))
-    return lines
-
-
-def dlq_commands(bootstrap: str, reasons: Sequence[str]) -> list[tuple[str, str]]:
-    """The exact commands to inspect and replay the demo's dead letters, while its broker runs."""
-    cli = str(Path(sys.prefix) / "bin" / "mics-worker")
-    env = f"MICS_WORKER_BOOTSTRAP_SERVERS={shlex.quote(bootstrap)} MICS_WORKER_DLQ_TOPIC={DLQ_TOPIC}"
-    commands = [("summarise the dead letters, five of them in full", f"{env} {cli} dlq inspect --show 5")]
-    if reasons:
-        reason = reasons[0]
-        commands += [
-            (f"what a replay of the {reason} ones would do", f"{env} {cli} dlq replay --reason {reason} --dry-run"),
-            (
-                "replay them to their source topics (a worker would then consume them again)",
-                f"{env} {cli} dlq replay --reason {reason}",
-            ),
-        ]
-    return commands
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -295,7 +179,7 @@ def _outcomes(worker: WorkerProcess) -> Counter[str] | None:
 def _keep(narrator: Narrator, bootstrap: str, sandbox: SandboxProcess, reasons: list[str]) -> None:
     """Wait for Ctrl-C (or SIGTERM) with the broker and the sandbox up, after printing what to do with them."""
     narrator.say(f"keeping the broker ({bootstrap}) and the sandbox ({sandbox.base_url}) running; in another shell:")
-    for what, command in dlq_commands(bootstrap, reasons):
+    for what, command in dlq_commands(bootstrap, DLQ_TOPIC, reasons):
         narrator.note(f"# {what}")
         narrator.note(command)
     narrator.say("press Ctrl-C to stop them")

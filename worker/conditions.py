@@ -36,6 +36,9 @@ CONDITIONS: Final = {
 }
 """Every condition, with what its start line says first. Labels of the metrics: a fixed, bounded set."""
 
+NEEDS_ACTION: Final = frozenset({"broker_unreachable", "dlq_unwritable", "credentials_held"})
+"""States an operator must act on (the worker cannot get out of them alone): their lines are ERROR, not WARNING."""
+
 SETTLING: Final = frozenset({"api_failing", "api_throttled"})
 """States sampled from the route gates, which flip on and off within one episode; the others end when they end."""
 
@@ -114,7 +117,9 @@ class Conditions:
         if on and current is None:
             now = self._clock()
             self._active[key] = _Active(started=now, detail=detail, last_line=now)
-            log.warning("%s: %s%s", CONDITIONS[name], _named(subject), _tail(detail), extra=_fields(name, subject))
+            log.log(
+                _level(name), "%s: %s%s", CONDITIONS[name], _named(subject), _tail(detail), extra=_fields(name, subject)
+            )
             if self._metrics is not None:
                 self._metrics.starts.labels(name).inc()
             self._publish(name)
@@ -156,7 +161,8 @@ class Conditions:
             since = now - current.last_line
             current.last_line = now
             lasted = now - current.started
-            log.warning(
+            log.log(
+                _level(name),
                 "still, for %.0f s: %s: %s%s%s",
                 lasted,
                 CONDITIONS[name],
@@ -189,6 +195,10 @@ class Conditions:
             for condition, subject in sorted(self._active):
                 active.setdefault(condition, []).append(subject)
             self._sink.set_conditions(active)
+
+
+def _level(name: str) -> int:
+    return logging.ERROR if name in NEEDS_ACTION else logging.WARNING
 
 
 def _named(subject: str) -> str:

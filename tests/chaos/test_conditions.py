@@ -38,13 +38,13 @@ def readiness(worker: WorkerProcess) -> tuple[int, dict[str, Any]]:
 
 
 def test_a_missing_dead_letter_topic_is_named_at_start(scenario: Scenario) -> None:
-    """DLQ_TOPIC names a topic that does not exist: with no message consumed, one WARNING names it (not a line
+    """DLQ_TOPIC names a topic that does not exist: with no message consumed, one ERROR line names it (not a line
     30 s after the first dead letter), /readyz lists it, and the worker is still ready (nothing needs it yet)."""
     missing = f"missing-dlq-{uuid.uuid4()}"
     worker = scenario.start_worker(DLQ_TOPIC=missing)
     worker.wait_until(lambda: bool(condition_lines(worker, "dlq_unwritable")), 60, "the dlq_unwritable line")
     [line] = condition_lines(worker, "dlq_unwritable")
-    assert line["level"] == "WARNING"
+    assert line["level"] == "ERROR"
     assert line["subject"] == missing
     assert line["message"] == (
         f"the dead-letter topic cannot be written: {missing} (the topic {missing} does not exist (the worker never "
@@ -93,7 +93,7 @@ def restartable(kafka_broker: KafkaService) -> Iterator[KafkaBroker]:
 
 @pytest.mark.timeout(240)
 def test_a_broker_outage_is_one_condition_from_start_to_end(restartable: KafkaBroker, sandbox: SandboxProcess) -> None:
-    """The broker stops: one WARNING says no broker is reachable and /readyz fails with broker_unreachable; it
+    """The broker stops: one ERROR line says no broker is reachable and /readyz fails with broker_unreachable; it
     starts again: one INFO line ends it (with the connection errors counted) and the worker is ready again."""
     scenario = Scenario(restartable.bootstrap_servers, sandbox)
     try:
@@ -102,7 +102,7 @@ def test_a_broker_outage_is_one_condition_from_start_to_end(restartable: KafkaBr
         restartable.stop()
         worker.wait_until(lambda: bool(condition_lines(worker, "broker_unreachable")), 60, "the unreachable line")
         [started] = condition_lines(worker, "broker_unreachable")
-        assert started["level"] == "WARNING"
+        assert started["level"] == "ERROR"
         assert started["message"].startswith(f"no Kafka broker is reachable: {restartable.bootstrap_servers}")
         status, details = readiness(worker)
         assert status == 503

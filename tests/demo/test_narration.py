@@ -1,32 +1,18 @@
-"""The demo's output pieces (scripts/run_local.py), without a broker: steps, live count, dead-letter examples and the
-commands printed by `--keep`."""
+"""The demo's output pieces (scripts/demo_narration.py), without a broker: steps, live count, dead-letter examples
+and the commands printed by `--keep`."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from scripts import demo_narration
+from scripts.demo_narration import Narrator, dead_letter_examples, dlq_commands
 from tests.support.ledger import DeadLetterRecord
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("run_local", REPO / "scripts" / "run_local.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-run_local = _load()
 
 
 def record(reason: str, offset: int, **headers: str) -> DeadLetterRecord:
@@ -44,7 +30,7 @@ class TestSteps:
     def test_steps_are_numbered_after_the_environment_and_say_how_long_they_took(self) -> None:
         """Step 1 is the environment (printed by scripts/run-local); the script's steps go on from 2 of 7."""
         out = io.StringIO()
-        narrator = run_local.Narrator(out, live=False)
+        narrator = Narrator(out, live=False)
         with narrator.step("starting a broker"):
             pass
         with narrator.step("starting the sandbox"):
@@ -58,8 +44,8 @@ class TestSteps:
         """Without a terminal a step that lasts prints a "still running" line per tick (the tick is shortened
         here; the ticker thread's lines are waited for, not slept for)."""
         out = io.StringIO()
-        narrator = run_local.Narrator(out, live=False)
-        monkeypatch.setattr(run_local, "QUIET_TICK_S", 0.01)
+        narrator = Narrator(out, live=False)
+        monkeypatch.setattr(demo_narration, "QUIET_TICK_S", 0.01)
         with narrator.step("a slow step"):
             deadline = time.monotonic() + 30
             while "still running" not in out.getvalue():
@@ -70,7 +56,7 @@ class TestSteps:
     def test_the_live_count_redraws_one_line_on_a_terminal(self) -> None:
         """On a terminal the count is redrawn in place (carriage return, erase to end of line)."""
         out = io.StringIO()
-        narrator = run_local.Narrator(out, live=True)
+        narrator = Narrator(out, live=True)
         narrator.count(10, 400, "finished")
         narrator.count(400, 400, "finished")
         assert out.getvalue() == "\r    10 / 400 finished\x1b[K\r    400 / 400 finished\x1b[K"
@@ -78,7 +64,7 @@ class TestSteps:
     def test_the_count_without_a_terminal_is_throttled_but_the_last_always_shows(self) -> None:
         """Elsewhere a line at most every 2 s, and always the final count."""
         out = io.StringIO()
-        narrator = run_local.Narrator(out, live=False)
+        narrator = Narrator(out, live=False)
         narrator.count(1, 400, "finished")
         narrator.count(2, 400, "finished")
         narrator.count(400, 400, "finished")
@@ -94,14 +80,14 @@ class TestDeadLetterExamples:
             record("decode_error", 7, **{"__connect.errors.exception.message": "invalid JSON"}),
             record("schema_invalid", 9),
         ]
-        assert run_local.dead_letter_examples(records) == [
+        assert dead_letter_examples(records) == [
             "decode_error: demo.events[1]@7 — says invalid JSON",
             "schema_invalid: demo.events[1]@3 — at $.$ts; rule type",
         ]
 
     def test_a_long_message_is_cut(self) -> None:
         """A long exception message is cut to 100 characters, ending in an ellipsis."""
-        [line] = run_local.dead_letter_examples(
+        [line] = dead_letter_examples(
             [record("http_400", 1, **{"__connect.errors.exception.message": "x" * 500, "mics.dlq.http.status": "400"})]
         )
         assert line == "http_400: demo.events[1]@1 — HTTP 400; says " + "x" * 99 + "…"
@@ -110,7 +96,7 @@ class TestDeadLetterExamples:
 class TestKeepCommands:
     def test_exact_commands_with_the_real_address_and_no_placeholder(self) -> None:
         """Inspect, a dry-run replay and a replay of the first reason, each runnable as printed."""
-        commands = run_local.dlq_commands("127.0.0.1:40123", ["decode_error", "schema_invalid"])
+        commands = dlq_commands("127.0.0.1:40123", "demo.dlq", ["decode_error", "schema_invalid"])
         cli = str(Path(sys.prefix) / "bin" / "mics-worker")
         env = "MICS_WORKER_BOOTSTRAP_SERVERS=127.0.0.1:40123 MICS_WORKER_DLQ_TOPIC=demo.dlq"
         assert [command for _, command in commands] == [
@@ -122,4 +108,4 @@ class TestKeepCommands:
 
     def test_an_empty_dlq_offers_only_the_inspection(self) -> None:
         """Nothing to replay: no replay command."""
-        assert len(run_local.dlq_commands("127.0.0.1:1", [])) == 1
+        assert len(dlq_commands("127.0.0.1:1", "demo.dlq", [])) == 1

@@ -51,7 +51,8 @@ class TestLines:
     def test_start_names_the_state_the_subject_and_why(
         self, conditions: Conditions, caplog: pytest.LogCaptureFixture
     ) -> None:
-        """The start line is one WARNING: what is wrong, on what, and why as far as it is known."""
+        """The start line is one line: what is wrong, on what, and why as far as it is known; ERROR, since the
+        operator must act (create the topic)."""
         with caplog.at_level(logging.INFO, logger=LOGGER):
             conditions.set("dlq_unwritable", "orders-dlq", True, "Unknown topic or partition")
             conditions.set("dlq_unwritable", "orders-dlq", True, "Unknown topic or partition")
@@ -59,7 +60,7 @@ class TestLines:
             "the dead-letter topic cannot be written: orders-dlq (Unknown topic or partition)",
         ]
         record = caplog.records[-1]
-        assert record.levelno == logging.WARNING
+        assert record.levelno == logging.ERROR
         assert (record.__dict__["condition"], record.__dict__["subject"]) == ("dlq_unwritable", "orders-dlq")
 
     def test_still_lines_every_repeat_with_the_counts_since_the_last(
@@ -77,6 +78,7 @@ class TestLines:
             conditions.count("api_throttled", "activity", "answers_429", 2)
             clock.advance(30.0)
             conditions.tick()
+        assert [record.levelno for record in caplog.records] == [logging.WARNING] * 3
         assert lines(caplog)[1:] == [
             "still, for 30 s: the API throttles (429 or Retry-After): the route backs off: activity "
             "(the route's senders wait for the shared backoff); in the last 30 s: answers_429 7",
