@@ -32,7 +32,8 @@ JOIN_GRACE_S: Final = 5.0
 _SAMPLE_INTERVAL_S: Final = 0.25
 _UNREACHABLE: Final = frozenset({KafkaError._ALL_BROKERS_DOWN})
 _TRANSPORT: Final = frozenset({KafkaError._TRANSPORT, KafkaError._RESOLVE})
-DLQ_CHECK_TIMEOUT_S: Final = 10.0
+DLQ_CHECK_TIMEOUT_S: Final = 5.0
+"""Bounds the metadata request (a thread of the default executor; a stop waits for it at most this long)."""
 DLQ_RECHECK_S: Final = 30.0
 
 
