@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 from worker.assignment import Assignment, Pending, TopicPartitionKey, record_size
+from worker.conditions import Conditions
 from worker.config import WorkerConfig
 from worker.credentials import CredentialsGate, probe_with_fresh_token
 from worker.flow import FlowControl, Pauser, Window
@@ -37,6 +38,7 @@ from worker.kafka import (
     Producer,
     TopicPartition,
     consume_available,
+    consumer_settings,
     subscription,
 )
 from worker.lanes import Lanes
@@ -51,6 +53,7 @@ from worker.sender import Finish, Sender
 from worker.traffic.control import Traffic
 from worker.validation import Validators
 from worker.waits import first_of
+from worker.watch import StateWatch
 
 __all__ = ["Pipeline", "RunSummary", "WorkerCrashed"]
 
@@ -94,7 +97,8 @@ class Pipeline:
         self._health = health
         self._router = TopicRouter(config.routes)
         self._assignment = Assignment()
-        self._flow = FlowControl(metrics, health)
+        self._conditions = Conditions(metrics.conditions, health)
+        self._flow = FlowControl(metrics, health, self._conditions)
         self._window = Window(config.max_in_flight, config.max_in_flight_bytes, config.consume_batch_size)
         self._outcomes = Outcomes(
             producer=producer,
@@ -121,6 +125,15 @@ class Pipeline:
             describe=client.endpoint,
             on_halt=self._flow.set_route_halted,
             rng=rng,
+            conditions=self._conditions,
+        )
+        self._watch = StateWatch(
+            self._conditions,
+            metrics,
+            self._traffic.routes,
+            bootstrap_servers=config.bootstrap_servers,
+            group_id=config.group_id,
+            session_timeout_ms=consumer_settings(config).get("session.timeout.ms"),
         )
         metrics.traffic.prepare_halts(self._traffic.routes, config.allowed_datamarts)
         self._sender = Sender(
@@ -170,6 +183,12 @@ class Pipeline:
             subscription(self._config), on_assign=bridge.on_assign, on_revoke=bridge.on_revoke, on_lost=bridge.on_lost
         )
         producer_poll = asyncio.create_task(self._poll_producer(), name="dlq-producer-poll")
+        dlq_check = asyncio.create_task(
+            self._watch.watch_dlq_topic(
+                self._producer, self._config.dlq_topic, lambda: self._flow.held("dlq_unavailable")
+            ),
+            name="dlq-topic-check",
+        )
         try:
             await self._poll_loop()
         except Exception as exc:  # a fatal consume error or a bug: drain, close, exit non-zero
@@ -177,6 +196,7 @@ class Pipeline:
         await self._drain(self._config.drain_timeout_s)
         await self._close()
         producer_poll.cancel()
+        dlq_check.cancel()
         if self._crash is not None:
             raise WorkerCrashed("the worker stopped on an error; unfinished messages were left uncommitted") from (
                 self._crash
@@ -192,6 +212,10 @@ class Pipeline:
     def fatal(self, error: KafkaError) -> None:
         """A fatal Kafka client error: the client cannot go on, so the worker exits non-zero and is restarted."""
         self._crashed(KafkaException(error))
+
+    def client_error(self, error: KafkaError) -> None:
+        """A non-fatal Kafka client error: the watch turns "all brokers down" into a condition."""
+        self._watch.client_error(error)
 
     async def _drain(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -242,6 +266,7 @@ class Pipeline:
                 self._dispatch(messages)
             self._store_offsets()
             self._apply_pauses()
+            self._watch.tick()
 
     def _dispatch(self, messages: list[Message]) -> None:
         for message in messages:
@@ -325,6 +350,7 @@ class Pipeline:
         self._assignment.assign(keys)
         self._pauser.assigned(partition for key in keys if (partition := self._assignment.get(key)) is not None)
         self._health.set_joined(True)
+        self._watch.assigned()
 
     async def released(self, keys: list[TopicPartitionKey], *, drain: bool) -> list[tuple[TopicPartitionKey, int]]:
         """Hand partitions over: nothing new is taken from them, what was taken finishes within the revoke's drain

@@ -7,12 +7,10 @@ sandbox accepts connections. It runs in its own session, so `stop()` can signal 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import secrets
 import select
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,6 +20,8 @@ from types import TracebackType
 from typing import Any, Self
 
 import httpx
+
+from tests.support.process_group import ProcessGroup
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOKEN_ENV = "MICS_SANDBOX_TOKEN"
@@ -59,7 +59,7 @@ class SandboxProcess:
         self.token = self._initial_token
         self._datamart_tokens = dict(datamart_tokens or {})
         self._base_url: str | None = None
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: ProcessGroup | None = None
         self._stderr: Any = None
         self._admin: httpx.Client | None = None
 
@@ -77,7 +77,7 @@ class SandboxProcess:
         return self._process.pid if self._process is not None else None
 
     def is_running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        return self._process is not None and self._process.running()
 
     def start(self) -> Self:
         """Launch the process and wait for its announcement line."""
@@ -86,7 +86,7 @@ class SandboxProcess:
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - kept open for the process's lifetime
         command = [sys.executable, "-m", "worker.sandbox", "--host", self.host, "--port", "0", "--stop-on-stdin-eof"]
         # The sandbox stops when its stdin closes: if this process dies without stop(), so does the sandbox.
-        self._process = subprocess.Popen(
+        self._process = ProcessGroup(
             [*command, *self.args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -97,10 +97,9 @@ class SandboxProcess:
                 TOKEN_ENV: self._initial_token,
                 DATAMART_TOKENS_ENV: ",".join(f"{dm}={token}" for dm, token in self._datamart_tokens.items()),
             },
-            start_new_session=True,
         )
         try:
-            self._base_url = self._await_announcement(self._process)
+            self._base_url = self._await_announcement(self._process.process)
         except BaseException:
             self.stop()
             raise
@@ -117,16 +116,8 @@ class SandboxProcess:
         self._base_url = None
         if process is None:
             return None
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        for pipe in (process.stdin, process.stdout):
+        process.stop(timeout_s)
+        for pipe in (process.process.stdin, process.process.stdout):
             if pipe is not None:
                 pipe.close()
         if self._stderr is not None:
