@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from worker.sandbox.faults import FaultInjector, FaultSettings
+from worker.sandbox.imports import ImportRegistry, ImportSettings
 from worker.sandbox.journal import DEFAULT_CAPACITY, Journal
 from worker.sandbox.ratelimit import RateLimiter, RateLimitSettings
 from worker.sandbox.store import DocumentStore
@@ -26,6 +27,7 @@ class SandboxSettings:
     seed: int | None = None
     faults: FaultSettings = field(default_factory=FaultSettings)
     rate_limit: RateLimitSettings = field(default_factory=RateLimitSettings)
+    imports: ImportSettings = field(default_factory=ImportSettings)
 
 
 class SandboxState:
@@ -38,6 +40,7 @@ class SandboxState:
         self.journal = Journal(settings.journal_capacity)
         self.faults = FaultInjector(settings.faults, seed=settings.seed)
         self.limiter = RateLimiter(settings.rate_limit)
+        self.imports = ImportRegistry()
 
     @property
     def token(self) -> str:
@@ -59,3 +62,4 @@ class SandboxState:
         self.journal.clear()
         self.faults.reset()
         self.limiter.reset()
+        self.imports.clear()
