@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from worker import __version__
+from worker.backfill.command import add_backfill_command
 from worker.config import ConfigError, WorkerConfig
 
 __all__ = ["main"]
@@ -51,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=_check)
     _add_validate(commands)
     _add_dlq(commands)
+    add_backfill_command(commands)
     return parser
 
 
