@@ -25,6 +25,18 @@ class TestPositionSet:
         assert done.marks[P] == 14
         assert done.held_above() == 0
 
+    def test_a_gap_of_offsets_that_do_not_exist_moves_the_mark_past_it(self) -> None:
+        """Compaction, retention or blank lines leave gaps; marking them done keeps the mark moving."""
+        done = PositionSet({P: 0})
+        done.add(P, 0)
+        done.add(P, 9)  # a record beyond the gap, done first
+        done.add_range(P, 1, 9)
+        assert done.marks[P] == 10
+        assert done.held_above() == 0
+        done.add_range(P, 20, 25)  # a gap above the mark waits above it
+        assert (P, 22) in done
+        assert done.marks[P] == 10
+
     def test_it_survives_a_round_trip_through_json(self) -> None:
         """Marks and the ranges above them come back the same."""
         done = PositionSet({P: 0, Q: 5})

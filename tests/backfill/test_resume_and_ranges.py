@@ -45,9 +45,9 @@ def _env(kafka: KafkaService, sandbox: SandboxProcess, tmp_path: Path, **extra: 
 
 
 def _write_file(path: Path, count: int) -> list[str]:
-    """An NDJSON file of valid envelopes; their ledger ids."""
+    """An NDJSON file of valid envelopes, with a blank line after the first (a gap of positions); their ledger ids."""
     messages = list(mixed_stream(count, invalid_every=10**9))
-    path.write_bytes(b"".join(m.value + b"\n" for m in messages))
+    path.write_bytes(b"".join(m.value + (b"\n\n" if index == 0 else b"\n") for index, m in enumerate(messages)))
     return [m.ledger_id for m in messages]
 
 

@@ -101,6 +101,24 @@ class PositionSet:
             mark += 1
         self.marks[position] = mark
 
+    def add_range(self, position: Position, start: int, end: int) -> None:
+        """Mark [start, end) done at once: offsets the source showed do not exist (compaction, retention, blank
+        lines), so a gap never holds the mark back."""
+        if start >= end:
+            return
+        mark = self.marks[position]
+        if start > mark:
+            self.above[position].update(range(start, end))
+            return
+        above = self.above[position]
+        mark = max(mark, end)
+        if above:
+            above.difference_update([offset for offset in above if offset < mark])
+            while mark in above:
+                above.discard(mark)
+                mark += 1
+        self.marks[position] = mark
+
     def __contains__(self, item: tuple[Position, int]) -> bool:
         position, offset = item
         return offset < self.marks.get(position, 0) or offset in self.above.get(position, ())

@@ -93,6 +93,7 @@ class Runner:
         self._report = BackfillReport(dry_run=checkpoint is None)
         self._batcher = Batcher(self._settings.max_records, self._settings.max_bytes)
         self._progress = Progress(None, enabled=False)
+        self._next: dict[Position, int] = {}  # per partition, the offset after the last record read
 
     @property
     def report(self) -> BackfillReport:
@@ -110,8 +111,10 @@ class Runner:
                 if checkpoint is not None:
                     self._recover(checkpoint)
                 starts = self._starts(ranges)
+                self._next = {position: start for position, (start, _) in starts.items()}
                 for records in self._source.records(starts):
                     self._handle(records)
+                self._close_gaps({position: end for position, (_, end) in starts.items()})
                 for batch in self._batcher.drain():
                     self._send(batch)
                 while self._following:
@@ -133,7 +136,13 @@ class Runner:
         skipped = 0
         for record in records:
             report.read += 1
-            if done is not None and ((record.origin, record.partition), record.offset) in done:
+            position = (record.origin, record.partition)
+            if done is not None:
+                gap = record.offset - self._next[position]
+                done.add_range(position, self._next[position], record.offset)  # offsets that do not exist
+                self._next[position] = record.offset + 1
+                skipped += max(0, gap)
+            if done is not None and (position, record.offset) in done:
                 skipped += 1
                 continue
             self._plan(record)
@@ -143,6 +152,12 @@ class Runner:
         if done is not None and done.held_above() > self._settings.max_held:
             for batch in self._batcher.drain():  # bound what the checkpoint holds above its marks
                 self._send(batch)
+
+    def _close_gaps(self, ends: dict[Position, int]) -> None:
+        """After the source ended: offsets past each partition's last record up to its end do not exist."""
+        if self._checkpoint is not None:
+            for position, end in ends.items():
+                self._checkpoint.done.add_range(position, self._next[position], end)
 
     def _plan(self, record: SourceRecord) -> None:
         outcome = plan_message(
