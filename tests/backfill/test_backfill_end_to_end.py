@@ -4,6 +4,7 @@ process — killed mid-run and resumed — and a ledger that finds every produce
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,7 +56,7 @@ class TestCrashAndResume:
         kafka_broker.ensure_running()
         bulk_sandbox.reset()
         bootstrap = kafka_broker.bootstrap_servers
-        topic, dlq = f"bf-{tmp_path.name}", f"bf-dlq-{tmp_path.name}"
+        topic, dlq = f"bf-{uuid.uuid4().hex}", f"bf-dlq-{uuid.uuid4().hex}"
         create_topic(bootstrap, topic, 3)
         create_topic(bootstrap, dlq, 1)
         messages = list(mixed_stream(RECORDS))
@@ -119,7 +120,7 @@ class TestRejectedLines:
         record of that line carries reason import_rejected and the same message."""
         kafka_broker.ensure_running()
         bootstrap = kafka_broker.bootstrap_servers
-        topic, dlq = f"bf-{tmp_path.name}", f"bf-dlq-{tmp_path.name}"
+        topic, dlq = f"bf-{uuid.uuid4().hex}", f"bf-dlq-{uuid.uuid4().hex}"
         create_topic(bootstrap, topic, 1)
         create_topic(bootstrap, dlq, 1)
         messages = list(mixed_stream(600, invalid_every=10_000))

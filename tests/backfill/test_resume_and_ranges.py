@@ -4,6 +4,7 @@ an upload whose answer a crash lost is adopted, Ctrl-C resumes, a dry run sends 
 from __future__ import annotations
 
 import signal
+import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -31,7 +32,7 @@ pytestmark = pytest.mark.integration
 
 def _env(kafka: KafkaService, sandbox: SandboxProcess, tmp_path: Path, **extra: str) -> dict[str, str]:
     kafka.ensure_running()
-    topic, dlq = f"bf-{tmp_path.name}", f"bf-dlq-{tmp_path.name}"
+    topic, dlq = f"bf-{uuid.uuid4().hex}", f"bf-dlq-{uuid.uuid4().hex}"
     create_topic(kafka.bootstrap_servers, topic, 3)
     create_topic(kafka.bootstrap_servers, dlq, 1)
     return backfill_env(
