@@ -135,6 +135,9 @@ class TestRejectedLines:
             finally:
                 run.close()
             report = run.report()
+            documents = sandbox.documents()
+            stored = sum(len(documents[kind]) for kind in ("activities", "profiles", "choices"))
+        assert stored == report["accepted"]  # the report matches what the API stored, exactly
         errors = [line for execution in report["executions"] for line in execution["errors"]]
         rejected = sum(execution["rejected"] for execution in report["executions"])
         assert rejected > 0
