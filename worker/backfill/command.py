@@ -69,12 +69,14 @@ def _run(args: argparse.Namespace) -> int:
     from worker.backfill.runner import Runner, run_name  # noqa: PLC0415
     from worker.dryrun import config_for_dry_run  # noqa: PLC0415
     from worker.kafka import make_reader  # noqa: PLC0415
+    from worker.logs import configure_logging  # noqa: PLC0415
     from worker.routing import TopicRouter  # noqa: PLC0415
     from worker.validation import Validators  # noqa: PLC0415
 
     if not args.dry_run and not args.checkpoint:
         raise ValueError("--checkpoint FILE is required (it is what makes a crash resumable); or use --dry-run")
     config = config_for_dry_run(os.environ) if args.dry_run else _config()
+    configure_logging(config.log_format, config.log_level, secrets=[config.api_token.header_value()])
     spec = _source_spec(args, config)
     consumer = None
     if spec["files"]:

@@ -18,6 +18,7 @@ choice, which `worker/backfill/client.py` reads.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import itertools
 import random
@@ -119,7 +120,7 @@ class DocumentImportsApi:
         registry: ImportRegistry,
         store: DocumentStore,
         settings: ImportSettings,
-        checker: Any,
+        checker: Any,  # worker.sandbox.api.DocumentChecker (importing it here would be circular) or None
         seed: int | None,
     ) -> None:
         self._registry = registry
@@ -284,7 +285,7 @@ def _identifier(command: JsonObject) -> UserPointSelector:
     return UserPointSelector(_FORM.get(names, "user_agent_id"), tuple((n, str(v)) for n, v in values))
 
 
-def add_import_arguments(parser: Any) -> None:
+def add_import_arguments(parser: argparse.ArgumentParser) -> None:
     """The bulk path's flags on `python -m worker.sandbox`'s parser."""
     group = parser.add_argument_group("document imports (bulk path)")
     group.add_argument("--max-execution-bytes", type=int, default=100 * MIB, help="413 above (default: 100 MiB)")
@@ -293,7 +294,7 @@ def add_import_arguments(parser: Any) -> None:
     group.add_argument("--import-failure", type=float, default=0.0, help="fraction of executions ending FAILED")
 
 
-def import_settings(args: Any) -> ImportSettings:
+def import_settings(args: argparse.Namespace) -> ImportSettings:
     """The flags of `add_import_arguments`, checked."""
     fractions = (args.import_line_reject, args.import_failure)
     if args.max_execution_bytes < 1 or args.import_delay_s < 0 or not all(0 <= f <= 1 for f in fractions):
