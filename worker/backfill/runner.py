@@ -13,6 +13,7 @@ API rejected, an execution that failed every attempt, or a record the bulk forma
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -34,6 +35,8 @@ from worker.sender import rejection_dead_letter
 from worker.validation import Validators
 
 __all__ = ["BackfillError", "Runner"]
+
+log = logging.getLogger(__name__)
 
 
 class BackfillError(RuntimeError):
@@ -111,6 +114,8 @@ class Runner:
                 while executions is not None and len(executions):
                     executions.follow_round()
                 self._complete_dead_letters(force_save=True)
+                if checkpoint is not None and not checkpoint.complete():
+                    log.warning("the range has records left undone; rerun with the same checkpoint to send them")
             except (ApiRefused, ApiUnavailable, DeadLetterError, ExecutionError) as exc:
                 raise BackfillError(str(exc)) from exc
         return self._report
