@@ -18,7 +18,7 @@ from worker import codec
 from worker.env import ENV_PREFIX, ConfigError, Env
 from worker.mics.auth import ApiToken
 from worker.mics.statuses import DEFAULT_TABLE, StatusTable, parse_status_classes
-from worker.mics.transport import Timeouts
+from worker.mics.transport import BACKENDS, DEFAULT_BACKEND, Timeouts
 from worker.retry import RetryPolicy
 from worker.traffic.ratelimit import parse_rate_limits
 from worker.traffic.settings import TrafficSettings
@@ -78,7 +78,7 @@ class WorkerConfig:
     api_base_url: str = "https://api.mediarithmics.com"
     default_datamart_id: str | None = None
     allowed_datamarts: frozenset[str] = frozenset()
-    http_backend: str = "aiohttp"
+    http_backend: str = DEFAULT_BACKEND
     health_host: str = "0.0.0.0"  # noqa: S104 - the probe and Prometheus reach the pod from outside
     health_port: int = 9102
     log_format: Literal["json", "text"] = "json"
@@ -141,7 +141,7 @@ class WorkerConfig:
             token = ApiToken.from_env(environ, ENV_PREFIX + "API_TOKEN", ENV_PREFIX + "API_TOKEN_FILE")
         except (ValueError, OSError) as exc:
             raise ConfigError(f"{ENV_PREFIX}API_TOKEN / {ENV_PREFIX}API_TOKEN_FILE: {exc}") from None
-        backend = env.choice("HTTP_BACKEND", ("aiohttp", "httpx"), cls.http_backend)
+        backend = env.choice("HTTP_BACKEND", BACKENDS, cls.http_backend)
         log_format = env.choice("LOG_FORMAT", ("json", "text"), cls.log_format)
         group_protocol = env.choice("GROUP_PROTOCOL", ("classic", "consumer"), cls.group_protocol)
         try:
