@@ -104,7 +104,8 @@ class PyreqwestTransport:
             raise TransportProtocolError(f"pyreqwest {type(exc).__name__}") from exc
         except RequestError as exc:  # closed client, other request-level failures: no response either way
             raise TransportError(f"pyreqwest {type(exc).__name__}") from exc
-        return RawResponse(response.status, dict(response.headers.items()), bytes(payload))
+        # pyreqwest's HeaderMap is already a Mapping keyed in lower case: no per-response copy into a dict.
+        return RawResponse(response.status, response.headers, bytes(payload))
 
     async def aclose(self) -> None:
         """Close the client and its pooled connections (nothing to do if no request was sent)."""
