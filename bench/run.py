@@ -53,7 +53,7 @@ HTTPX_SHARE = 10  # httpx runs get events / 10: it is an order of magnitude slow
 WORKER_CONCURRENCY = 64  # the worker's default MICS_WORKER_MAX_CONCURRENCY, for the HTTP ceiling
 LATENCY_RATE_SHARE = 0.3  # latency phase load: 30% of the measured throughput (headroom on a busy box)...
 LATENCY_RATE_CAP = 2000.0  # ...at most this many events/s
-_REPORTED_DISTRIBUTIONS = ("orjson", "aiohttp", "httpx", "uvloop", "jsonschema-rs")
+_REPORTED_DISTRIBUTIONS = ("orjson", "aiohttp", "httpx", "pyreqwest", "uvloop", "jsonschema-rs")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,7 +129,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--peer", choices=["benthos"], help="also run Benthos on the activity stream (built with Go on first use)"
     )
-    parser.add_argument("--smoke", action="store_true", help="CI smoke run: 2,000 events, aiohttp and null, once")
+    parser.add_argument("--smoke", action="store_true", help="CI smoke: 2,000 events, default backend + null, once")
     parser.add_argument("--output", type=Path, default=RESULTS, help="the Markdown file to update")
     parser.add_argument("--json", type=Path, help="also write every figure as JSON here")
     return parser

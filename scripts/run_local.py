@@ -17,6 +17,7 @@ from tests.support.kafka_broker import KafkaBroker, create_topic
 from tests.support.ledger import Ledger, produce_all, read_dead_letters
 from tests.support.sandbox_process import SandboxProcess
 from tests.support.worker_process import WorkerProcess, worker_env
+from worker.mics.transport import BACKENDS, DEFAULT_BACKEND
 
 ACTIVITY_TOPIC = "demo.activities"
 MIXED_TOPIC = "demo.events"
@@ -26,7 +27,7 @@ DLQ_TOPIC = "demo.dlq"
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=5000, help="how many events to produce (default 5000)")
-    parser.add_argument("--backend", choices=("aiohttp", "httpx"), default="aiohttp")
+    parser.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND)
     args = parser.parse_args()
 
     say("starting a local Apache Kafka broker (first run fetches its jars with Maven)…")

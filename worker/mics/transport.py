@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from typing import Final, Protocol
 
 BACKENDS: Final = ("aiohttp", "httpx", "pyreqwest")
-# aiohttp measured several times faster than httpx on every concurrency level (bench/HTTP_BACKENDS.md).
-DEFAULT_BACKEND: Final = "aiohttp"
+# pyreqwest spends the least CPU per event end to end and passes the contract and API-storm suites
+# (bench/RESULTS.md, "Issue 16"); aiohttp is the fallback, httpx an order of magnitude slower.
+DEFAULT_BACKEND: Final = "pyreqwest"
 
 
 class TransportError(Exception):
