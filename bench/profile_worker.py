@@ -3,7 +3,8 @@
     KAFKA_BOOTSTRAP_SERVERS=... .venv/bin/python -m bench.profile_worker --events 20000 --backend pyreqwest
 
 Needs `py-spy` on PATH (not a project dependency: `pip install py-spy`). The worker runs as in `scripts/bench`
-(the sandbox in `--minimal` mode, the activity stream, a fresh group) under `py-spy record --format raw`, stopped
+(the sandbox in `--minimal` mode, the activity stream, a fresh group) under `py-spy record --gil --format raw` (only
+the thread holding the GIL is sampled, so waiting does not count), stopped
 with SIGINT once the broker shows every message committed; the folded stacks are summed by their leaf frame.
 """
 
@@ -47,7 +48,7 @@ def main() -> int:
             **dataset.worker_settings(),
         )
         folded = Path(tmp) / "stacks.txt"
-        command = [spy, "record", "--format", "raw", "-r", str(args.rate), "-o", str(folded), "--"]
+        command = [spy, "record", "--gil", "--format", "raw", "-r", str(args.rate), "-o", str(folded), "--"]
         command += [sys.executable, "-m", "worker", "run"]
         spied = subprocess.Popen(command, env={**os.environ, **env}, stdout=subprocess.DEVNULL)
         watcher = CommitWatcher(bootstrap, env["MICS_WORKER_GROUP_ID"], dataset.end_offsets)
