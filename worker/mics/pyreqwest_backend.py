@@ -3,7 +3,8 @@
 It spends the least CPU per request of the kept libraries (bench/HTTP_BACKENDS.md): the HTTP work runs in
 native code and only the finished response crosses into Python. The client is built lazily on the first
 request, like the aiohttp session. Redirects are never followed, no cookie is kept, the environment's
-proxies are ignored, and responses are not decompressed (nothing asks for an encoding).
+proxies are ignored, and responses are not decompressed (nothing asks for an encoding). TLS is rustls with the
+Mozilla roots bundled in the library, not the system's trust store (README, "HTTP backends").
 
 Failures are mapped by pyreqwest's exception types. One type is ambiguous: pyreqwest raises
 ``ConnectError`` both when no connection could be opened and when an open connection was reset before
