@@ -19,7 +19,7 @@ from worker.input_settings import FramingSettings, TokenSettings, framing_settin
 from worker.kafka_properties import KAFKA_PREFIX, kafka_properties, property_problems
 from worker.mics.auth import ApiToken
 from worker.mics.statuses import DEFAULT_TABLE, StatusTable, parse_status_classes
-from worker.mics.transport import Timeouts
+from worker.mics.transport import BACKENDS, DEFAULT_BACKEND, Timeouts
 from worker.retry import RetryPolicy
 from worker.sensitive import MASK, is_secret_kafka_property
 from worker.traffic.ratelimit import parse_rate_limits
@@ -79,7 +79,7 @@ class WorkerConfig:
     api_base_url: str = "https://api.mediarithmics.com"
     default_datamart_id: str | None = None
     allowed_datamarts: frozenset[str] = frozenset()
-    http_backend: str = "aiohttp"
+    http_backend: str = DEFAULT_BACKEND
     health_host: str = "0.0.0.0"  # noqa: S104 - the probe and Prometheus reach the pod from outside
     health_port: int = 9102
     log_format: Literal["json", "text"] = "json"
@@ -162,7 +162,7 @@ class WorkerConfig:
         base_url = env.text("API_BASE_URL", cls.api_base_url)
         check_base_url(env, base_url)
         token, tokens = token_settings(env, env.environ)
-        backend = env.choice("HTTP_BACKEND", ("aiohttp", "httpx"), cls.http_backend)
+        backend = env.choice("HTTP_BACKEND", BACKENDS, cls.http_backend)
         log_format = env.choice("LOG_FORMAT", ("json", "text"), cls.log_format)
         group_protocol = env.choice("GROUP_PROTOCOL", ("classic", "consumer"), cls.group_protocol)
         retry = _retry_policy(env)
