@@ -1,3 +1,3 @@
-"""Shared pytest wiring: the real Kafka broker and the sandbox API are fixtures of their own modules."""
+"""Shared pytest wiring: the Kafka broker, the sandbox API and a scenario on both are fixtures of their own modules."""
 
-pytest_plugins = ["tests.fixtures.kafka", "tests.fixtures.sandbox"]
+pytest_plugins = ["tests.fixtures.kafka", "tests.fixtures.sandbox", "tests.fixtures.scenario"]

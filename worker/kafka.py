@@ -46,6 +46,7 @@ __all__ = [
     "replay_producer_settings",
     "role_properties",
     "subscription",
+    "topic_partitions",
 ]
 
 Role = Literal["consumer", "producer"]
@@ -244,6 +245,18 @@ def librdkafka_refusal(name: str, value: str) -> str | None:
     except (TypeError, ValueError) as exc:  # pragma: no cover - confluent-kafka's own argument checks
         return str(exc)
     return None  # pragma: no cover - the sentinel always fails
+
+
+def topic_partitions(consumer: Consumer, topic: str, timeout_s: float) -> list[int]:
+    """The partition ids of `topic`, sorted; LookupError (a sentence naming the topic) when it cannot be read."""
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout_s)
+    except KafkaException as exc:
+        raise LookupError(f"cannot read the metadata of topic {topic!r}: {exc}") from exc
+    found = metadata.topics.get(topic)
+    if found is None or found.error is not None:
+        raise LookupError(f"topic {topic!r} does not exist")
+    return sorted(found.partitions)
 
 
 def consume_available(consumer: Consumer, batch_size: int, timeout_s: float) -> list[Message]:

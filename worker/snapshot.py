@@ -10,7 +10,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from typing import Literal
 
-from worker.kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from worker.kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition, topic_partitions
 
 __all__ = ["SnapshotError", "SnapshotReader"]
 
@@ -93,13 +93,9 @@ class SnapshotReader:
 
     def _partition_ids(self, topic: str) -> list[int]:
         try:
-            metadata = self._consumer.list_topics(topic, timeout=self._timeout_s)
-        except KafkaException as exc:
-            raise SnapshotError(f"cannot read the metadata of topic {topic!r}: {exc}") from exc
-        found = metadata.topics.get(topic)
-        if found is None or found.error is not None:
-            raise SnapshotError(f"topic {topic!r} does not exist")
-        return sorted(found.partitions)
+            return topic_partitions(self._consumer, topic, self._timeout_s)
+        except LookupError as exc:
+            raise SnapshotError(str(exc)) from exc
 
     def _committed(self, partitions: list[TopicPartition]) -> dict[tuple[str, int], int]:
         try:

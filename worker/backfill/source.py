@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from worker.kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from worker.kafka import Consumer, KafkaError, KafkaException, TopicPartition, topic_partitions
 
 __all__ = ["FileSource", "Position", "Range", "SourceError", "SourceRecord", "TopicSource"]
 
@@ -127,14 +127,11 @@ class TopicSource:
 
     def _partition_ids(self, topic: str) -> list[int]:
         try:
-            metadata = self._consumer.list_topics(topic, timeout=self._timeout_s)
-        except KafkaException as exc:
-            raise SourceError(f"cannot read the metadata of topic {topic!r}: {exc}") from exc
-        found = metadata.topics.get(topic)
-        if found is None or found.error is not None:
-            raise SourceError(f"topic {topic!r} does not exist")
-        wanted = set(self._partitions) or set(found.partitions)
-        missing = wanted - set(found.partitions)
+            existing = topic_partitions(self._consumer, topic, self._timeout_s)
+        except LookupError as exc:
+            raise SourceError(str(exc)) from exc
+        wanted = set(self._partitions) or set(existing)
+        missing = wanted - set(existing)
         if missing:
             raise SourceError(f"topic {topic!r} has no partition {sorted(missing)}")
         return sorted(wanted)
