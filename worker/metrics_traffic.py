@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 __all__ = ["HELD_REASONS", "ROUTE_EVENTS", "WAIT_REASONS", "TrafficMetrics"]
 
 HELD_REASONS: Final = ("backoff", "circuit_open")
-WAIT_REASONS: Final = ("backoff", "circuit", "halt", "rate_limit")
+WAIT_REASONS: Final = ("backoff", "circuit", "halt", "rate_limit", "pace")
 ROUTE_EVENTS: Final = ("backoff", "circuit_open", "circuit_close", "probe_failed", "halt", "halt_end")
 
 
@@ -25,6 +25,13 @@ class TrafficMetrics:
         self.concurrency_limit = Gauge(
             "mics_worker_concurrency_limit",
             "The route's adaptive in-flight request limit (bounded by MAX_CONCURRENCY and <ROUTE>_CONCURRENCY).",
+            ["route"],
+            registry=registry,
+        )
+        self.pace = Gauge(
+            "mics_worker_route_pace",
+            "Requests/s the route paces itself to after 429s (learned: cut per throttling episode, grows while it "
+            "binds); 0 while off.",
             ["route"],
             registry=registry,
         )
@@ -70,6 +77,7 @@ class TrafficMetrics:
         self._waited = {(r, w): self.waited.labels(r, w) for r in self._routes for w in WAIT_REASONS}
         for route in self._routes:
             self.concurrency_limit.labels(route)
+            self.pace.labels(route)
             self.requests_in_flight.labels(route)
             for reason in HELD_REASONS:
                 self.held.labels(route, reason)
@@ -79,12 +87,14 @@ class TrafficMetrics:
         route: str,
         *,
         limit: Callable[[], float],
+        pace: Callable[[], float],
         in_flight: Callable[[], float],
         backing_off: Callable[[], float],
         circuit_open: Callable[[], float],
     ) -> None:
         """Read the route's live state at scrape time."""
         self.concurrency_limit.labels(route).set_function(limit)
+        self.pace.labels(route).set_function(pace)
         self.requests_in_flight.labels(route).set_function(in_flight)
         self.held.labels(route, "backoff").set_function(backing_off)
         self.held.labels(route, "circuit_open").set_function(circuit_open)

@@ -160,6 +160,7 @@ class TestDashboard:
             "mics_worker_retries_total",
             "mics_worker_end_to_end_latency_seconds_bucket",
             "mics_worker_concurrency_limit",
+            "mics_worker_route_pace",
             "mics_worker_requests_in_flight",
             "mics_worker_http_throttled_total",
             "mics_worker_route_held",

@@ -293,6 +293,7 @@ class TestTrafficMetrics:
         metrics.traffic.bind(
             "activity",
             limit=lambda: state["limit"],
+            pace=lambda: 42.5,
             in_flight=lambda: 3.0,
             backing_off=lambda: 1.0,
             circuit_open=lambda: 0.0,
@@ -300,6 +301,7 @@ class TestTrafficMetrics:
         state["limit"] = 35.0
         assert registry.get_sample_value("mics_worker_concurrency_limit", {"route": "activity"}) == 35
         assert registry.get_sample_value("mics_worker_requests_in_flight", {"route": "activity"}) == 3
+        assert registry.get_sample_value("mics_worker_route_pace", {"route": "activity"}) == 42.5
         assert registry.get_sample_value("mics_worker_route_held", {"route": "activity", "reason": "backoff"}) == 1
         metrics.traffic.set_halted("activity", "1509", True)
         metrics.traffic.wait("activity", "halt", 0.5)

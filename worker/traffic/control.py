@@ -1,10 +1,10 @@
 """Traffic control towards the API: what a request passes before it is sent, and what its answer teaches.
 
 Before each request, in this order (`admit`): the (route, datamart) halt (`halts`), the route's gate (shared backoff,
-circuit: `gate`), the static rate limits (route, then datamart: `ratelimit`), and a slot under the route's adaptive
-concurrency limit (`limiter`). Every wait ends when the message's partition drains. After the answer (`record`) the
-slot is returned and each part learns from it; `record` says whether the attempt counts against the message's
-retry budget (a failed probe and a halt answer do not).
+circuit: `gate`), the static rate limits (route, then datamart: `ratelimit`), the pace learned from 429s (`pace`),
+and a slot under the route's adaptive concurrency limit (`limiter`). Every wait ends when the message's partition
+drains. After the answer (`record`) the slot is returned and each part learns from it; `record` says whether the
+attempt counts against the message's retry budget (a failed probe and a halt answer do not).
 
 A request that is given up after `admit` and before its answer calls `abandon`, so no slot or probe is kept.
 """
@@ -25,6 +25,7 @@ from worker.traffic.breaker import Breaker
 from worker.traffic.gate import RouteGate
 from worker.traffic.halts import Changed, Halts
 from worker.traffic.limiter import AdaptiveLimit
+from worker.traffic.pace import Pace
 from worker.traffic.ratelimit import TokenBucket
 from worker.traffic.settings import TrafficSettings
 from worker.waits import sleep_unless
@@ -39,13 +40,16 @@ _THROTTLING = frozenset({429, 503})
 class RouteTraffic:
     """One route's parts."""
 
-    __slots__ = ("bucket", "gate", "limiter", "name")
+    __slots__ = ("bucket", "gate", "limiter", "name", "pace")
 
-    def __init__(self, name: str, gate: RouteGate, limiter: AdaptiveLimit, bucket: TokenBucket | None) -> None:
+    def __init__(
+        self, name: str, gate: RouteGate, limiter: AdaptiveLimit, bucket: TokenBucket | None, pace: Pace
+    ) -> None:
         self.name = name
         self.gate = gate
         self.limiter = limiter
         self.bucket = bucket
+        self.pace = pace
 
 
 class Traffic:
@@ -92,8 +96,10 @@ class Traffic:
                 clock=clock,
             )
             rate = limits.routes.get(name)
-            self.routes[name] = RouteTraffic(name, gate, limiter, None if rate is None else TokenBucket(rate, clock))
-            _bind_metrics(metrics, name, limiter, gate)
+            bucket = None if rate is None else TokenBucket(rate, clock)
+            pace = Pace(clock)
+            self.routes[name] = RouteTraffic(name, gate, limiter, bucket, pace)
+            _bind_metrics(metrics, name, limiter, gate, pace)
         self._datamarts = {datamart: TokenBucket(rate, clock) for datamart, rate in limits.datamarts.items()}
 
         def halted(route: str, datamart: str, on: bool) -> None:
@@ -151,7 +157,7 @@ class Traffic:
         buckets_passed = await self._take(lane, lane.bucket, wake) and await self._take(
             lane, self._datamarts.get(datamart), wake
         )
-        if not buckets_passed:
+        if not buckets_passed or (lane.pace.rate is not None and not await self._keep_pace(lane, wake)):
             self._release_probes(lane, datamart, ticket)
             return None
         return ticket
@@ -172,6 +178,8 @@ class Traffic:
             self._release_probes(lane, datamart, ticket)
             return True
         lane.limiter.observe(result.elapsed_s, status in _THROTTLING)
+        if status is not None:
+            lane.pace.answered(status == 429)
         if status == 429:
             self._metrics.throttled_answer(lane.name)
         if self._conditions is not None:
@@ -206,6 +214,14 @@ class Traffic:
         if ticket & CIRCUIT_PROBE:
             lane.gate.release_probe()
 
+    async def _keep_pace(self, lane: RouteTraffic, wake: asyncio.Event) -> bool:
+        started = self._clock()
+        passed = await lane.pace.wait(wake)
+        waited = self._clock() - started
+        if waited > 0:
+            self._metrics.wait(lane.name, "pace", waited)
+        return passed
+
     async def _take(self, lane: RouteTraffic, bucket: TokenBucket | None, wake: asyncio.Event) -> bool:
         if bucket is None:
             return True
@@ -220,11 +236,12 @@ class Traffic:
         return slept
 
 
-def _bind_metrics(metrics: TrafficMetrics, route: str, limiter: AdaptiveLimit, gate: RouteGate) -> None:
-    """The limit, the requests in flight and the gate's state, read at scrape time."""
+def _bind_metrics(metrics: TrafficMetrics, route: str, limiter: AdaptiveLimit, gate: RouteGate, pace: Pace) -> None:
+    """The limit, the requests in flight, the pace and the gate's state, read at scrape time."""
     metrics.bind(
         route,
         limit=lambda: limiter.limit,
+        pace=lambda: pace.rate or 0.0,
         in_flight=lambda: limiter.in_flight,
         backing_off=lambda: 1.0 if gate.backing_off else 0.0,
         circuit_open=lambda: 1.0 if gate.circuit.is_open else 0.0,
