@@ -20,6 +20,7 @@ from worker.mics.client import MicsClient
 from worker.mics.transport import make_transport
 from worker.pipeline import Pipeline, RunSummary
 from worker.rebalance import RebalanceBridge
+from worker.tracing import NO_TRACING, Tracing
 from worker.validation import Validators
 
 __all__ = ["format_summary", "run_worker"]
@@ -29,7 +30,12 @@ log = logging.getLogger(__name__)
 
 def run_worker(config: WorkerConfig) -> RunSummary:
     """Run one consumer-group member until SIGTERM/SIGINT; a second SIGINT exits at once."""
-    configure_logging(config.log_format, config.log_level, secrets=[config.api_token.header_value()])
+    configure_logging(
+        config.log_format,
+        config.log_level,
+        secrets=[config.api_token.header_value()],
+        trace_ids=config.tracing.enabled,
+    )
     log.info("starting with %r", config)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         return runner.run(_run(config))
@@ -56,6 +62,7 @@ async def _run(config: WorkerConfig) -> RunSummary:
         decode_write_answers=False,
         statuses=config.status_classes,
     )
+    tracing = _tracing(config, client)
     pipeline = Pipeline(
         config,
         consumer=consumer,
@@ -64,6 +71,7 @@ async def _run(config: WorkerConfig) -> RunSummary:
         validators=validators,
         metrics=metrics,
         health=health,
+        tracing=tracing,
     )
     callbacks.bridge = bridge = pipeline.bridge()
     _install_signal_handlers(pipeline)
@@ -71,6 +79,19 @@ async def _run(config: WorkerConfig) -> RunSummary:
         return await pipeline.run(bridge)
     finally:
         server.stop()
+        await asyncio.get_running_loop().run_in_executor(None, tracing.shutdown)
+
+
+def _tracing(config: WorkerConfig, client: MicsClient) -> Tracing:
+    """The OpenTelemetry SDK when `MICS_WORKER_TRACING=on` (imported only then), else the no-op tracing."""
+    if not config.tracing.enabled:
+        return NO_TRACING
+    from worker.tracing.setup import start_tracing  # noqa: PLC0415 - the SDK loads only when tracing is on
+
+    endpoints = {route: client.endpoint(route) for route in ("activity", "profile", "choice")}
+    tracing = start_tracing(config.tracing, group_id=config.group_id, endpoints=endpoints)
+    log.info("tracing on (OpenTelemetry; OTEL_* variables configure the exporter and sampler)")
+    return tracing
 
 
 class _KafkaCallbacks:

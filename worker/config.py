@@ -20,6 +20,7 @@ from worker.mics.auth import ApiToken
 from worker.mics.statuses import DEFAULT_TABLE, StatusTable, parse_status_classes
 from worker.mics.transport import Timeouts
 from worker.retry import RetryPolicy
+from worker.tracing.settings import TracingSettings
 from worker.traffic.ratelimit import parse_rate_limits
 from worker.traffic.settings import TrafficSettings
 
@@ -101,6 +102,7 @@ class WorkerConfig:
     group_instance_id: str | None = None
     schemas_dir: Path | None = None
     kafka_properties: Mapping[str, str] = field(default_factory=dict)
+    tracing: TracingSettings = field(default_factory=TracingSettings)
 
     def __repr__(self) -> str:
         kafka = {k: ("***" if _SECRET_KAFKA_KEY.search(k) else v) for k, v in self.kafka_properties.items()}
@@ -195,6 +197,10 @@ class WorkerConfig:
             group_instance_id=env.text_or_none("GROUP_INSTANCE_ID"),
             schemas_dir=Path(schemas_dir) if schemas_dir else None,
             kafka_properties=_kafka_properties(environ),
+            tracing=TracingSettings(
+                enabled=env.choice("TRACING", ("on", "off"), "off") == "on",
+                propagate_to_api=env.choice("TRACING_PROPAGATE_TO_API", ("on", "off"), "off") == "on",
+            ),
         )
 
 

@@ -29,6 +29,7 @@ from worker.mics.client import MicsClient
 from worker.mics.transport import RawResponse, TransportError
 from worker.pipeline import Pipeline, RunSummary
 from worker.retry import RetryPolicy
+from worker.tracing import NO_TRACING, Tracing
 from worker.validation import Validators
 
 TOPIC = "events"
@@ -44,6 +45,7 @@ class Request:
     method: str
     url: str
     body: bytes | None
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def datamart(self) -> str:
@@ -62,7 +64,7 @@ class FakeApi:
     requests: list[Request] = field(default_factory=list)
 
     async def request(self, method: str, url: str, headers: Mapping[str, str], body: bytes | None) -> RawResponse:
-        request = Request(method, url, body)
+        request = Request(method, url, body, dict(headers))
         self.requests.append(request)
         answer = self.handler(request)
         if isinstance(answer, Awaitable):
@@ -124,8 +126,10 @@ class CoreHarness:
         self,
         api: FakeApi | None = None,
         producer: FakeProducer | None = None,
+        tracing: Tracing = NO_TRACING,
         **overrides: Any,
     ) -> None:
+        self.tracing = tracing
         self.config = config(**overrides)
         self.api = api or FakeApi()
         self.consumer = FakeConsumer()
@@ -149,6 +153,7 @@ class CoreHarness:
             metrics=self.metrics,
             health=self.health,
             rng=random.Random(7),
+            tracing=self.tracing,
         )
         bridge = self.pipeline.bridge()
         self.consumer.on_commit = bridge.on_commit
