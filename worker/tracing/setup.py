@@ -20,7 +20,7 @@ from worker import __version__
 from worker.tracing.settings import TracingSettings
 from worker.tracing.spans import OtelTracing
 
-__all__ = ["DEFAULT_SERVICE_NAME", "TracingSetupError", "start_tracing"]
+__all__ = ["DEFAULT_SERVICE_NAME", "TracingSetupError", "start_tracing", "tracer_provider"]
 
 DEFAULT_SERVICE_NAME = "mics-event-worker"
 _SHUTDOWN_FLUSH_MS = 5000
@@ -38,15 +38,8 @@ def start_tracing(
     endpoints: Mapping[str, str],
     environ: Mapping[str, str] | None = None,
 ) -> OtelTracing:
-    """A tracer provider with a batch exporter as the environment says; its `shutdown` flushes and stops it."""
-    env = os.environ if environ is None else environ
-    resource = Resource.create({"service.version": __version__})
-    if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
-        resource = resource.merge(Resource({SERVICE_NAME: DEFAULT_SERVICE_NAME}))
-    provider = TracerProvider(resource=resource)  # the sampler comes from OTEL_TRACES_SAMPLER[_ARG]
-    exporter = _exporter(env)
-    if exporter is not None:
-        provider.add_span_processor(BatchSpanProcessor(exporter))
+    """The worker's tracing over `tracer_provider(environ)`; its `shutdown` flushes and stops the provider."""
+    provider = tracer_provider(environ)
 
     def shutdown() -> None:
         provider.force_flush(_SHUTDOWN_FLUSH_MS)
@@ -59,6 +52,19 @@ def start_tracing(
         propagate_to_api=settings.propagate_to_api,
         on_shutdown=shutdown,
     )
+
+
+def tracer_provider(environ: Mapping[str, str] | None = None) -> TracerProvider:
+    """A tracer provider with the resource, sampler and (batched) exporter the `OTEL_*` variables ask for."""
+    env = os.environ if environ is None else environ
+    resource = Resource.create({"service.version": __version__})  # reads OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES
+    if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
+        resource = resource.merge(Resource({SERVICE_NAME: DEFAULT_SERVICE_NAME}))
+    provider = TracerProvider(resource=resource)  # the sampler comes from OTEL_TRACES_SAMPLER[_ARG]
+    exporter = _exporter(env)
+    if exporter is not None:
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    return provider
 
 
 def _exporter(env: Mapping[str, str]) -> SpanExporter | None:
