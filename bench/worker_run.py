@@ -173,8 +173,10 @@ def measure_worker(
     backend: str,
     processes: int = 1,
     extra_env: dict[str, str] | None = None,
+    raw_env: dict[str, str] | None = None,
 ) -> WorkerRun:
-    """Run the worker over `dataset` until every message is committed; measure it and settle the ledger."""
+    """Run the worker over `dataset` until every message is committed; measure it and settle the ledger.
+    `extra_env` adds `MICS_WORKER_<NAME>` settings, `raw_env` variables as named (`OTEL_*`)."""
     sandbox.reset()
     sandbox_pid = sandbox.pid
     assert sandbox_pid is not None
@@ -186,6 +188,7 @@ def measure_worker(
         **dataset.worker_settings(),
         **(extra_env or {}),
     )
+    env.update(raw_env or {})
     group_id, dlq_topic = env["MICS_WORKER_GROUP_ID"], env["MICS_WORKER_DLQ_TOPIC"]
     args = ("--processes", str(processes)) if processes > 1 else ()
     watcher = CommitWatcher(bootstrap_servers, group_id, dataset.end_offsets)

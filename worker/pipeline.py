@@ -280,6 +280,9 @@ class Pipeline:
         token = trace.activate()
         try:
             return await self._process_traced(pending)
+        except asyncio.CancelledError:  # the drain ran out: the message stays uncommitted, its span must still end
+            trace.finish("abandoned")
+            raise
         finally:
             trace.deactivate(token)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import cast
 
 from opentelemetry.trace import SpanKind, StatusCode
@@ -238,4 +239,27 @@ class TestDeadLetterSpan:
             await core.stop()
         [process] = traced.named(PROCESS)
         assert dict(process.attributes or {})["mics.outcome"] == "abandoned"
+        assert core.stored(0) == 0
+
+
+class TestSpansAlwaysEnd:
+    async def test_a_request_cut_by_the_drain_deadline_ends_abandoned(self) -> None:
+        """The API never answers and the drain runs out: the task is cancelled, yet its attempt span and its
+        process span end (`abandoned`, `error.type=cancelled`), so no span stays open for ever."""
+        never = asyncio.Event()
+
+        async def hang(_request: object) -> RawResponse:
+            await never.wait()
+            return OK
+
+        traced = TracedSpans()
+        async with CoreHarness(api=FakeApi(hang), tracing=traced.tracing, drain_timeout_s=0.2) as core:
+            core.assign(0)
+            core.consumer.append(TOPIC, 0, envelope_activity("1509"))
+            await core.until(lambda: len(core.api.writes()) == 1, "the request on the wire")
+            await core.stop()
+        [process] = traced.named(PROCESS)
+        [attempt] = traced.named(ACTIVITY_SPAN)
+        assert dict(process.attributes or {})["mics.outcome"] == "abandoned"
+        assert dict(attempt.attributes or {})["error.type"] == "cancelled"
         assert core.stored(0) == 0
