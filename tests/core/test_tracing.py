@@ -24,7 +24,7 @@ from worker.mics.transport import RawResponse, TransportTimeout
 
 OK = RawResponse(200, {}, b'{"status":"ok","data":{}}')
 UNAVAILABLE = RawResponse(503, {}, b'{"status":"error","error":"down"}')
-SLOW_DOWN = RawResponse(429, {"retry-after": "0"}, b'{"status":"error","error":"slow down"}')
+SLOW_DOWN = RawResponse(429, {"retry-after": "1"}, b'{"status":"error","error":"slow down"}')
 PROCESS = f"process {TOPIC}"
 ACTIVITY_SPAN = "POST /v1/datamarts/{datamart_id}/user_activities"
 
@@ -124,7 +124,8 @@ class TestHttpAttemptSpans:
         assert retry.attributes["mics.retry.reason"] == "http_503"
 
     async def test_retry_after_and_the_routes_pause(self) -> None:
-        """A 429 with `Retry-After: 0`: the attempt span holds it; the wait for the route is a pause event."""
+        """A 429 with `Retry-After: 1`: the attempt span holds it; the route's shared backoff (a second, far longer
+        than the message's own 5 ms backoff) is waited at the route's gate: a `flow_control` pause event."""
         traced = TracedSpans()
         api = answers(SLOW_DOWN)
         async with CoreHarness(api=api, tracing=traced.tracing) as core:
@@ -133,12 +134,13 @@ class TestHttpAttemptSpans:
             await core.until(lambda: core.stored(0) == 1, "the delivery")
         first, _second = traced.named(ACTIVITY_SPAN)
         assert first.attributes is not None
-        assert first.attributes["mics.http.retry_after_s"] == 0.0
+        assert first.attributes["mics.http.retry_after_s"] == 1.0
         assert first.attributes["http.response.status_code"] == 429
         [process] = traced.named(PROCESS)
         pauses = [event for event in process.events if event.name == "pause"]
-        assert pauses, "the route's shared backoff (at least the spread) was waited"
-        assert {event.attributes["mics.pause.reason"] for event in pauses if event.attributes} == {"flow_control"}
+        assert [event.attributes["mics.pause.reason"] for event in pauses if event.attributes] == ["flow_control"]
+        assert pauses[0].attributes is not None
+        assert float(pauses[0].attributes["mics.pause.duration_s"]) >= 0.5  # type: ignore[arg-type]
 
     async def test_a_transport_failure_is_its_error_type(self) -> None:
         """No HTTP answer: no status code, `error.type` names the failure."""
@@ -263,3 +265,27 @@ class TestSpansAlwaysEnd:
         assert dict(process.attributes or {})["mics.outcome"] == "abandoned"
         assert dict(attempt.attributes or {})["error.type"] == "cancelled"
         assert core.stored(0) == 0
+
+
+class TestUnsampled:
+    UNSAMPLED = f"00-{PRODUCER_TRACE_ID}-{PRODUCER_SPAN_ID}-00".encode()
+
+    async def test_an_unsampled_trace_exports_nothing_but_still_propagates(self) -> None:
+        """The producer did not sample its trace (flags 00; the default sampler follows the parent): no span is
+        exported, no HTTP span is made, yet the API (propagation on) and the DLQ record get the trace's context
+        with its unsampled flag, so the trace stays one trace downstream."""
+        traced = TracedSpans(propagate_to_api=True)
+        api = answers(RawResponse(400, {}, b'{"status":"error","error":"bad"}'))
+        async with CoreHarness(api=api, tracing=traced.tracing) as core:
+            core.assign(0)
+            core.consumer.append(TOPIC, 0, envelope_activity("1509"), headers=[("traceparent", self.UNSAMPLED)])
+            await core.until(lambda: core.stored(0) == 1, "the dead letter")
+        assert traced.spans() == []
+        [request] = core.api.writes()
+        assert request.headers["traceparent"].startswith(f"00-{PRODUCER_TRACE_ID}-")
+        assert request.headers["traceparent"].endswith("-00")
+        [record] = core.producer.acked
+        [traceparent] = record.header("traceparent")
+        assert traceparent is not None
+        assert traceparent.startswith(f"00-{PRODUCER_TRACE_ID}-".encode())
+        assert traceparent.endswith(b"-00")

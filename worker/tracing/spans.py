@@ -6,6 +6,9 @@ it too, as the messaging conventions ask of process spans), so a message produce
 from the producer to the API call or the dead letter. The DLQ record carries the dead-letter span's context as its
 own `traceparent` (the source's is kept escaped, `worker.deadletter`), so a replayed message continues that trace.
 HTTP spans name the route's URL template, never the URL itself (it holds ids from the message).
+
+A message whose trace is not sampled costs as little as the SDK allows: its span is created (its context still goes
+on the DLQ record and, when asked, to the API) but no attribute is built, and no HTTP span is made under it.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from worker.kafka import Message
 from worker.mics.errors import ApiResult
 from worker.tracing import semconv as sc
-from worker.tracing.noop import AttemptTrace, MessageTrace, TraceHeaders, Tracing
+from worker.tracing.noop import NO_ATTEMPT, AttemptTrace, MessageTrace, TraceHeaders, Tracing
 from worker.tracing.propagation import trace_headers_of
 
 __all__ = ["OtelTracing", "RouteEndpoint"]
@@ -32,6 +35,14 @@ _MAX_KEY_CHARS = 256
 _MIN_WAIT_S = 0.001
 """Shorter pauses (a free slot, an open gate) are not worth an event."""
 _TIMESTAMP_NOT_AVAILABLE = 0
+AttrValue = str | int | bool
+
+
+def _context_headers(span: Span) -> dict[str, str]:
+    """`traceparent` (and `tracestate`) naming `span`."""
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier, trace.set_span_in_context(span))
+    return carrier
 
 
 class RouteEndpoint:
@@ -71,13 +82,19 @@ class OtelTracing(Tracing):
         self._on_shutdown = on_shutdown
 
     def begin(self, message: Message, topic: str, partition: int, offset: int) -> MessageTrace:
-        raw = message.headers() or []
-        carrier = trace_headers_of(raw.items() if isinstance(raw, dict) else raw)
+        raw = message.headers()
+        carrier = trace_headers_of(raw.items() if isinstance(raw, dict) else raw) if raw else None
         parent = _PROPAGATOR.extract(carrier) if carrier else None
         producer = trace.get_current_span(parent).get_span_context() if parent is not None else None
         links = [Link(producer)] if producer is not None and producer.is_valid else None
+        span = self._tracer.start_span(f"process {topic}", context=parent, kind=SpanKind.CONSUMER, links=links)
+        if span.is_recording():
+            span.set_attributes(self._process_attributes(message, topic, partition, offset))
+        return _OtelMessageTrace(self, span)
+
+    def _process_attributes(self, message: Message, topic: str, partition: int, offset: int) -> dict[str, AttrValue]:
         value, key = message.value(), message.key()
-        attributes: dict[str, str | int | bool] = {
+        attributes: dict[str, AttrValue] = {
             sc.MESSAGING_SYSTEM: "kafka",
             sc.MESSAGING_OPERATION_TYPE: "process",
             sc.MESSAGING_OPERATION_NAME: "process",
@@ -96,14 +113,24 @@ class OtelTracing(Tracing):
         timestamp_type, timestamp_ms = message.timestamp()
         if timestamp_type != _TIMESTAMP_NOT_AVAILABLE:
             attributes[sc.MESSAGE_AGE_MS] = max(0, int(time.time() * 1000) - timestamp_ms)
-        span = self._tracer.start_span(
-            f"process {topic}", context=parent, kind=SpanKind.CONSUMER, attributes=attributes, links=links
-        )
-        return _OtelMessageTrace(self, span)
+        return attributes
 
     def shutdown(self) -> None:
         if self._on_shutdown is not None:
             self._on_shutdown()
+
+
+class _PropagatingAttempt(AttemptTrace):
+    """An attempt of an unsampled message with propagation on: no span, the message's (unsampled) context sent."""
+
+    __slots__ = ("_headers",)
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        self._headers = headers
+
+    @property
+    def request_headers(self) -> Mapping[str, str] | None:
+        return self._headers
 
 
 class _OtelAttemptTrace(AttemptTrace):
@@ -113,8 +140,7 @@ class _OtelAttemptTrace(AttemptTrace):
         self._span = span
         self._headers: dict[str, str] | None = None
         if propagate:
-            self._headers = {}
-            _PROPAGATOR.inject(self._headers, trace.set_span_in_context(span))
+            self._headers = _context_headers(span)
 
     @property
     def request_headers(self) -> Mapping[str, str] | None:
@@ -134,13 +160,13 @@ class _OtelAttemptTrace(AttemptTrace):
 
 
 class _OtelMessageTrace(MessageTrace):
-    __slots__ = ("_dead_letter", "_owner", "_span")
-    recording = True
+    __slots__ = ("_dead_letter", "_owner", "_span", "recording")
 
     def __init__(self, owner: OtelTracing, span: Span) -> None:
         self._owner = owner
         self._span = span
         self._dead_letter: Span | None = None
+        self.recording = span.is_recording()
 
     def activate(self) -> object:
         return otel_context.attach(trace.set_span_in_context(self._span))
@@ -149,6 +175,8 @@ class _OtelMessageTrace(MessageTrace):
         otel_context.detach(token)  # type: ignore[arg-type]  # the token `activate` returned
 
     def attempt(self, route: str, resend_count: int) -> AttemptTrace:
+        if not self.recording:
+            return _PropagatingAttempt(_context_headers(self._span)) if self._owner._propagate else NO_ATTEMPT
         endpoint = self._owner._endpoints[route]
         attributes: dict[str, str | int] = {
             sc.HTTP_REQUEST_METHOD: endpoint.method,
@@ -187,9 +215,7 @@ class _OtelMessageTrace(MessageTrace):
                 sc.DLQ_REASON: reason,
             },
         )
-        carrier: dict[str, str] = {}
-        _PROPAGATOR.inject(carrier, trace.set_span_in_context(span))
-        return [(name, value.encode("ascii")) for name, value in carrier.items()]
+        return [(name, value.encode("ascii")) for name, value in _context_headers(span).items()]
 
     def dead_letter_event(self, name: str, detail: str) -> None:
         if self._dead_letter is not None:
