@@ -1,15 +1,17 @@
-"""Tracing end to end: a worker on the real broker and sandbox exports its spans over OTLP/HTTP to a receiver the test
-runs (an OpenTelemetry Collector built from source was not practical here), and every message produced with a
+"""Tracing end to end: a worker on the real broker and sandbox exports its spans over OTLP/HTTP, to a receiver the test
+runs and through a real OpenTelemetry Collector built from source (tests/otelcol), and every message produced with a
 `traceparent` arrives as one trace: consume, each HTTP attempt, delivery or dead letter."""
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from tests.integration.conftest import Stream, wait_for_outcomes
+from tests.support.collector import CollectorRelay, build_collector, go_tool
 from tests.support.events import MixSpec, generate
 from tests.support.ledger import read_dead_letters
 from tests.support.otlp_receiver import OtlpReceiver, ReceivedSpan
@@ -21,8 +23,34 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 CLIENT, PRODUCER, CONSUMER = 3, 4, 5
 
 
+@pytest.fixture(scope="session")
+def collector_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The collector of tests/otelcol, built once per session (skipped where Go is not installed)."""
+    go = go_tool()
+    if go is None:
+        pytest.skip("no `go` on PATH: the OpenTelemetry Collector cannot be built here")
+    return build_collector(go, tmp_path_factory.mktemp("otelcol"))
+
+
 def test_every_message_arrives_as_one_trace_at_an_otlp_receiver(
     stream: Stream, running: Callable[[WorkerProcess], WorkerProcess]
+) -> None:
+    """The worker exports straight to the test's OTLP/HTTP receiver."""
+    with OtlpReceiver() as receiver:
+        _run_and_check(stream, running, receiver, receiver.endpoint)
+
+
+def test_every_message_arrives_as_one_trace_through_a_real_collector(
+    stream: Stream, running: Callable[[WorkerProcess], WorkerProcess], collector_binary: Path
+) -> None:
+    """The worker exports to an OpenTelemetry Collector (OTLP receiver, OTLP/HTTP exporter), which forwards to the
+    test's receiver: the collector accepted every span and passed on their ids, parents and links."""
+    with OtlpReceiver() as receiver, CollectorRelay(collector_binary, receiver.endpoint) as relay:
+        _run_and_check(stream, running, receiver, relay.endpoint)
+
+
+def _run_and_check(
+    stream: Stream, running: Callable[[WorkerProcess], WorkerProcess], receiver: OtlpReceiver, endpoint: str
 ) -> None:
     """60 messages (a few invalid), each with its own `traceparent`: after the run, the receiver holds for each one
     a `process` span under the producer's span, and under it the HTTP attempts (delivered) or the DLQ write (dead
@@ -31,7 +59,7 @@ def test_every_message_arrives_as_one_trace_at_an_otlp_receiver(
     producer_spans: dict[str, tuple[str, str]] = {}  # ledger id -> (trace id, span id)
     for topic in (stream.activities, stream.mixed):
         batch = [message for message in messages if stream.topic_for(message) == topic]
-        records = []
+        records: list[tuple[bytes | None, bytes | None, list[tuple[str, str | bytes | None]]]] = []
         for message in batch:
             trace_id, span_id = secrets.token_hex(16), secrets.token_hex(8)
             producer_spans[message.ledger_id] = (trace_id, span_id)
@@ -40,24 +68,23 @@ def test_every_message_arrives_as_one_trace_at_an_otlp_receiver(
     expected_dead = sum(message.expected != "delivered" for message in messages)
     assert 0 < expected_dead < len(messages)
 
-    with OtlpReceiver() as receiver:
-        worker = WorkerProcess(
-            {
-                **stream.env(TRACING="on"),
-                "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
-                "OTEL_BSP_SCHEDULE_DELAY": "200",
-                "OTEL_TRACES_SAMPLER": "parentbased_always_on",
-            }
-        )
-        running(worker)
-        wait_for_outcomes(worker, len(messages))
-        assert worker.stop() == 0  # the shutdown flushes what is still buffered
-        eventually(
-            lambda: sum(span.kind == CONSUMER for span in receiver.received()) >= len(messages),
-            60,
-            "every process span at the receiver",
-        )
-        spans = receiver.received()
+    worker = WorkerProcess(
+        {
+            **stream.env(TRACING="on"),
+            "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+            "OTEL_BSP_SCHEDULE_DELAY": "200",
+            "OTEL_TRACES_SAMPLER": "parentbased_always_on",
+        }
+    )
+    running(worker)
+    wait_for_outcomes(worker, len(messages))
+    assert worker.stop() == 0  # the shutdown flushes what is still buffered
+    eventually(
+        lambda: sum(span.kind == CONSUMER for span in receiver.received()) >= len(messages),
+        60,
+        "every process span at the receiver",
+    )
+    spans = receiver.received()
 
     by_trace: dict[str, list[ReceivedSpan]] = {}
     for span in spans:
