@@ -12,7 +12,7 @@ import statistics
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-__all__ = ["backlog_section", "large_section", "main_section", "replace_section", "targets"]
+__all__ = ["backlog_section", "distant_section", "large_section", "main_section", "replace_section", "targets"]
 
 Result = dict[str, Any]
 
@@ -192,6 +192,37 @@ def backlog_section(results: Result) -> str:
             f"| {run['in_flight_at_end']:,} | {run['stop_seconds']:.1f} |",
         ]
     )
+
+
+DISTANT_TARGET = 0.8  # issue 13 (e): at least 80% of the instant API's throughput
+
+
+def distant_section(results: Result) -> str:
+    """One worker with default settings against an instant API and a distant one, in the same run."""
+    runs = results["distant"]
+    meta = results["meta"]
+    by_latency: dict[float, list[Result]] = {}
+    for run in runs:
+        by_latency.setdefault(run["api_latency_ms"], []).append(run)
+    instant = median(run["events_per_s"] for run in by_latency[0.0])
+    out = [
+        f"Run of {meta['date']}, {meta['default_backend']}, one process, default settings, activity mix, "
+        f"{runs[0]['events']:,} events a run, runs alternated, medians; load average {meta['loadavg_start']:.1f} "
+        f"to {meta['loadavg_end']:.1f}. The sandbox answers every request after the given latency.",
+        "",
+        "| API latency ms | events/s (runs) | median | of the instant API's | CPU µs/event | target ≥ 80% met |",
+        "|---:|---|---:|---:|---:|---|",
+    ]
+    for latency_ms, group in sorted(by_latency.items()):
+        rate = median(run["events_per_s"] for run in group)
+        share = rate / instant if instant else 0.0
+        met = None if latency_ms == 0.0 else share >= DISTANT_TARGET
+        out.append(
+            f"| {latency_ms:.0f} | {_list([run['events_per_s'] for run in group], '{:,.0f}')} | {rate:,.0f} "
+            f"| {share:.0%} | {median(run['cpu_us_per_event'] for run in group):,.0f} "
+            f"| {'-' if met is None else _verdict(met)} |"
+        )
+    return "\n".join(out)
 
 
 def large_section(results: Result) -> str:

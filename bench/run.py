@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         print(report.main_section(results))
     if results["backlog"]:
         text = report.replace_section(text, "backlog", report.backlog_section(results))
+    if results["distant"]:
+        text = report.replace_section(text, "distant", report.distant_section(results))
+        print(report.distant_section(results))
     if results["large"]:
         text = report.replace_section(text, "large", report.large_section(results))
         print(report.large_section(results))
@@ -80,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"wrote {args.output}")
     if args.json:
         args.json.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
-    balanced = all(run["balanced"] for run in results["runs"])
+    balanced = all(run["balanced"] for run in results["runs"] + results["distant"])
     if not balanced:
         say("LEDGER NOT BALANCED: some run lost, duplicated or misfiled messages (see the table)")
     return 0 if balanced else 1
@@ -110,6 +113,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--large-latency-ms", type=float, default=DEFAULT_LATENCY_MS, help="the sandbox's added latency (default 1000)"
     )
+    parser.add_argument(
+        "--distant-ms",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="also run one worker (default settings, activity mix) against an API this far away and an instant one",
+    )
     parser.add_argument("--large-only", action="store_true", help="only the --large measurement (main section kept)")
     parser.add_argument("--smoke", action="store_true", help="CI smoke run: 2,000 events, aiohttp and null, once")
     parser.add_argument("--output", type=Path, default=RESULTS, help="the Markdown file to update")
@@ -125,6 +135,7 @@ def _measure(args: argparse.Namespace, bootstrap_servers: str, kafka_version: st
         "latency": [],
         "backlog": None,
         "large": [],
+        "distant": [],
     }
     datasets: dict[tuple[str, int], Dataset] = {}
 
@@ -155,6 +166,8 @@ def _measure(args: argparse.Namespace, bootstrap_servers: str, kafka_version: st
         for _ in range(args.repeat):
             stream = dataset("activity", args.events)
             record(measure_worker(bootstrap_servers, sandbox, stream, backend=DEFAULT_BACKEND, processes=processes))
+    if args.distant_ms:
+        _distant(args, bootstrap_servers, sandbox, dataset("activity", args.events), results)
     _ceilings(args, bootstrap_servers, sandbox, dataset("activity", args.events), results)
     _latency(args, bootstrap_servers, results)
     if args.backlog:
@@ -169,6 +182,20 @@ def _measure(args: argparse.Namespace, bootstrap_servers: str, kafka_version: st
         _large(args, bootstrap_servers, sandbox, results)
     results["meta"]["loadavg_end"] = os.getloadavg()[0]
     return results
+
+
+def _distant(
+    args: argparse.Namespace, bootstrap_servers: str, sandbox: SandboxProcess, stream: Dataset, results: Any
+) -> None:
+    """Issue 13 (e): the same worker and stream against an instant API and one `--distant-ms` away, alternated."""
+    for _ in range(args.repeat):
+        for latency_ms in (0.0, args.distant_ms):
+            run = measure_worker(bootstrap_servers, sandbox, stream, backend=DEFAULT_BACKEND, api_latency_ms=latency_ms)
+            results["distant"].append(run.as_dict())
+            say(
+                f"  API {latency_ms:.0f} ms away: {run.events_per_s:,.0f} events/s, "
+                f"{run.cpu_us_per_event:,.0f} µs CPU/event, ledger {'balanced' if run.ledger.balanced else 'NOT'}"
+            )
 
 
 def _ceilings(

@@ -94,6 +94,7 @@ class WorkerRun:
     ledger: LedgerCheck
     worker_exit_code: int
     progress: list[tuple[float, int]] = field(default_factory=list, repr=False)
+    api_latency_ms: float = 0.0  # the sandbox's added latency: 0 is an instant API
 
     @property
     def events_per_s(self) -> float:
@@ -173,11 +174,16 @@ def measure_worker(
     backend: str,
     processes: int = 1,
     extra_env: dict[str, str] | None = None,
+    api_latency_ms: float = 0.0,
     raw_env: dict[str, str] | None = None,
 ) -> WorkerRun:
     """Run the worker over `dataset` until every message is committed; measure it and settle the ledger.
-    `extra_env` adds `MICS_WORKER_<NAME>` settings, `raw_env` variables as named (`OTEL_*`)."""
+
+    `api_latency_ms` makes the sandbox answer every request that much later: an API that far away. `extra_env` adds
+    `MICS_WORKER_<NAME>` settings, `raw_env` variables as named (`OTEL_*`)."""
     sandbox.reset()
+    if api_latency_ms:
+        sandbox.set_faults(latency_ms=api_latency_ms)
     sandbox_pid = sandbox.pid
     assert sandbox_pid is not None
     env = bench_worker_env(
@@ -212,6 +218,7 @@ def measure_worker(
         watcher.close()
     ledger = _settle(bootstrap_servers, sandbox, dataset, dlq_topic, samples, api_in_process=backend == NULL_API)
     return WorkerRun(
+        api_latency_ms=api_latency_ms,
         backend=backend,
         mix=dataset.name,
         processes=processes,

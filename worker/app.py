@@ -11,21 +11,35 @@ from collections.abc import Callable
 import confluent_kafka
 from prometheus_client import CollectorRegistry
 
-from worker.config import WorkerConfig
+from worker.config import ENV_PREFIX, WorkerConfig
 from worker.health import Health, HealthServer
-from worker.kafka import KafkaError, TopicPartition, make_consumer, make_dlq_producer
-from worker.logs import configure_logging
+from worker.kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+    make_consumer,
+    make_dlq_producer,
+)
+from worker.logs import configure_logging, register_secret
 from worker.metrics import WorkerMetrics
 from worker.mics.client import MicsClient
 from worker.mics.transport import make_transport
 from worker.pipeline import Pipeline, RunSummary
 from worker.rebalance import RebalanceBridge
+from worker.registry import SchemaRegistry, make_registry
+from worker.sensitive import MASK, is_secret_kafka_property
 from worker.tracing import NO_TRACING, Tracing
 from worker.validation import Validators
 
-__all__ = ["format_summary", "run_worker"]
+__all__ = ["StartupError", "format_summary", "run_worker"]
 
 log = logging.getLogger(__name__)
+
+
+class StartupError(RuntimeError):
+    """The worker cannot start in this environment (the health port is taken, librdkafka refuses the settings)."""
 
 
 def run_worker(config: WorkerConfig) -> RunSummary:
@@ -46,19 +60,23 @@ async def _run(config: WorkerConfig) -> RunSummary:
     metrics = WorkerMetrics(registry, librdkafka_version=confluent_kafka.libversion()[0])
     health = Health()
     server = HealthServer(health, registry, host=config.health_host, port=config.health_port)
-    server.start()
+    _start_health_server(server, config)
     log.info("metrics and health on port %d", server.port)
-    validators = Validators.load(config.schemas_dir)
-    callbacks = _KafkaCallbacks()
-    consumer = make_consumer(
-        config, on_stats=metrics.observe_kafka_stats, on_commit=callbacks.on_commit, on_error=callbacks.on_error
-    )
-    producer = make_dlq_producer(config, on_error=callbacks.on_error)
+    try:
+        validators = Validators.load(config.schemas_dir)
+        callbacks = _KafkaCallbacks()
+        consumer, producer = _kafka_clients(config, metrics, callbacks)
+    except BaseException:
+        server.stop()
+        raise
     transport = make_transport(config.http_backend, config.timeouts, config.max_concurrency)
+    tokens = config.tokens.source(config.api_token, register_secret)
+    for token in tokens.all_current():
+        register_secret(token.header_value())
     client = MicsClient(
         transport,
         config.api_base_url,
-        config.api_token,
+        tokens,
         decode_write_answers=False,
         statuses=config.status_classes,
     )
@@ -72,6 +90,7 @@ async def _run(config: WorkerConfig) -> RunSummary:
         metrics=metrics,
         health=health,
         tracing=tracing,
+        registry=_registry(config),
     )
     callbacks.bridge = bridge = pipeline.bridge()
     _install_signal_handlers(pipeline)
@@ -92,6 +111,50 @@ def _tracing(config: WorkerConfig, client: MicsClient) -> Tracing:
     tracing = start_tracing(config.tracing, group_id=config.group_id, endpoints=endpoints)
     log.info("tracing on (OpenTelemetry; OTEL_* variables configure the exporter and sampler)")
     return tracing
+
+
+def _start_health_server(server: HealthServer, config: WorkerConfig) -> None:
+    try:
+        server.start()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise StartupError(
+            f"cannot serve metrics and health on {config.health_host}:{config.health_port}: {reason} "
+            f"(another process holds the port? set {ENV_PREFIX}HEALTH_PORT)"
+        ) from None
+
+
+def _kafka_clients(
+    config: WorkerConfig, metrics: WorkerMetrics, callbacks: _KafkaCallbacks
+) -> tuple[Consumer, Producer]:
+    """The group consumer and the dead-letter producer; librdkafka's refusal of the settings is a `StartupError`."""
+    try:
+        consumer = make_consumer(
+            config, on_stats=metrics.observe_kafka_stats, on_commit=callbacks.on_commit, on_error=callbacks.on_error
+        )
+        producer = make_dlq_producer(config, on_error=callbacks.on_error)
+    except KafkaException as exc:
+        error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+        text = error.str() if error is not None else str(exc)
+        raise StartupError(
+            f"librdkafka refuses the Kafka settings ({ENV_PREFIX}KAFKA_*): {_without_secrets(text, config)}"
+        ) from None
+    return consumer, producer
+
+
+def _without_secrets(text: str, config: WorkerConfig) -> str:
+    """`text` with every secret Kafka property value replaced by ***: librdkafka may quote a value it refuses."""
+    for name, value in config.kafka_properties.items():
+        if value and is_secret_kafka_property(name):
+            text = text.replace(value, MASK)
+    return text
+
+
+def _registry(config: WorkerConfig) -> SchemaRegistry | None:
+    framing = config.framing
+    if framing.registry_url is None or not framing.rules.uses_registry:
+        return None
+    return make_registry(framing.registry_url, cache_size=framing.cache_size, timeout_s=framing.timeout_s)
 
 
 class _KafkaCallbacks:

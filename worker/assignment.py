@@ -22,6 +22,7 @@ from worker.offsets import PartitionOffsets
 from worker.tracing.noop import NO_TRACE, MessageTrace
 
 if TYPE_CHECKING:
+    from worker.framed_plan import AwaitingSchema
     from worker.kafka import Message
     from worker.routing import Job, Rejection
 
@@ -83,7 +84,7 @@ class Pending:
         self.offset = offset
         self.partition = partition
         self.size = size
-        self.plan: Job | Rejection | None = None
+        self.plan: Job | Rejection | AwaitingSchema | None = None
         self.trace: MessageTrace = NO_TRACE  # its spans, when tracing is on
 
 

@@ -1,4 +1,4 @@
-"""The `mics-worker` command: `run`, `check`, and the operator tools, each a sub-command."""
+"""The `mics-worker` command: `run`, `check`, `config`, and the operator tools, each a sub-command."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from worker import __version__
 from worker.config import ConfigError, WorkerConfig
+from worker.env import Env
 
 __all__ = ["main"]
 
@@ -26,7 +27,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="consume, validate, route and send until SIGTERM (settings: MICS_WORKER_*)")
+    run = commands.add_parser(
+        "run",
+        help="consume, validate, route and send until SIGTERM (settings: MICS_WORKER_*)",
+        description="Consume, validate, route and send until SIGTERM; SIGTERM drains, commits and leaves the group.",
+        epilog=_SETTINGS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     run.add_argument(
         "--processes",
         type=int,
@@ -44,11 +51,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=_run)
 
-    check = commands.add_parser("check", help="exit 0 when the local worker is healthy (an exec probe)")
+    check = commands.add_parser(
+        "check", help="exit 0 when the local worker is healthy (an exec probe); otherwise say why and exit 1"
+    )
     check.add_argument("--url", help="health URL (default: http://127.0.0.1:$MICS_WORKER_HEALTH_PORT/healthz)")
     check.add_argument("--ready", action="store_true", help="check /readyz instead of /healthz")
-    check.add_argument("--timeout", type=float, default=2.0, help="seconds (default 2)")
+    check.add_argument("--timeout", type=float, default=2.0, help="seconds to connect, and to read (default 2)")
     check.set_defaults(handler=_check)
+
+    config = commands.add_parser(
+        "config",
+        help="print the effective configuration: each MICS_WORKER_* value, secrets masked, and where it came from",
+        description="Print every setting `run` reads, its effective value (secrets as ***) and its source (default, "
+        "env or file), then every problem `run` would refuse to start with (exit 2 when there is one).",
+    )
+    config.set_defaults(handler=_config)
     _add_validate(commands)
     _add_dlq(commands)
     return parser
@@ -63,7 +80,12 @@ def _add_validate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         default="auto",
         help="auto (default): envelope when a message has type and body, else activity",
     )
-    validate.add_argument("--format", choices=("text", "json"), default="text")
+    validate.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="text (default): one line per failure; json: one JSON document with every failure, for scripts",
+    )
     validate.add_argument("--max-errors", type=int, default=1000, metavar="N", help="list at most N failures")
     validate.set_defaults(handler=_validate)
 
@@ -78,7 +100,12 @@ def _add_dlq(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     inspect.add_argument("--limit", type=int, metavar="N", help="read at most N records")
     inspect.add_argument("--reason", action="append", metavar="GLOB", help="only these reasons (repeatable; http_5*)")
     inspect.add_argument("--show", type=int, default=5, metavar="N", help="show the first N selected records")
-    inspect.add_argument("--format", choices=("text", "json"), default="text")
+    inspect.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="text (default): a summary for people; json: the same summary as one JSON document, for scripts",
+    )
     inspect.set_defaults(handler=_dlq_inspect)
 
     replay = actions.add_parser("replay", help="produce dead-lettered records again, to their topic or --to")
@@ -100,11 +127,29 @@ def _add_dlq(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     replay.set_defaults(handler=_dlq_replay)
 
 
+_SETTINGS_EPILOG = """\
+settings:
+  Every setting is an environment variable with the MICS_WORKER_ prefix
+  (BOOTSTRAP_SERVERS, TOPICS, ROUTES, API_TOKEN, DEFAULT_DATAMART_ID, ...):
+  see the Configuration table of the README for each one, its default and
+  meaning. `mics-worker config` prints the effective values and where each
+  came from. A bad or unknown variable stops the worker before it starts,
+  with every problem listed (exit status 2).
+"""
+
+
+def _report_config_error(exc: ConfigError) -> None:
+    if len(exc.problems) == 1:
+        sys.stderr.write(f"mics-worker: configuration error: {exc}\n")
+    else:
+        sys.stderr.write(f"mics-worker: {exc}\n")
+
+
 def _load_config() -> WorkerConfig:
     try:
         return WorkerConfig.from_env(os.environ)
     except ConfigError as exc:
-        sys.stderr.write(f"mics-worker: configuration error: {exc}\n")
+        _report_config_error(exc)
         raise SystemExit(2) from None
 
 
@@ -122,11 +167,18 @@ def _run(args: argparse.Namespace) -> int:
         from worker.processes import run_members  # noqa: PLC0415
 
         return run_members(args.processes, config.health_port)
-    from worker.app import format_summary, run_worker  # noqa: PLC0415 - keep `check` free of heavy imports
+    return _run_one(config)
+
+
+def _run_one(config: WorkerConfig) -> int:
+    from worker.app import StartupError, format_summary, run_worker  # noqa: PLC0415 - keep `check` light
     from worker.pipeline import WorkerCrashed  # noqa: PLC0415
 
     try:
         summary = run_worker(config)
+    except StartupError as exc:
+        sys.stderr.write(f"mics-worker: cannot start: {exc}\n")
+        return 2
     except WorkerCrashed as exc:
         sys.stderr.write(f"mics-worker: {exc} (see the log above); restart it to resume\n")
         return 1
@@ -135,13 +187,28 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from worker.health import check  # noqa: PLC0415 - keep the probe's start-up small
+    from worker.probe import probe  # noqa: PLC0415 - keep the probe's start-up small
 
     url = args.url
     if url is None:
-        port = os.environ.get("MICS_WORKER_HEALTH_PORT", "9102")
+        env = Env(os.environ)
+        port = env.integer("HEALTH_PORT", WorkerConfig.health_port, minimum=1, maximum=65535)
+        if env.problems:
+            sys.stderr.write(f"mics-worker check: {env.problems[0]} (or pass --url)\n")
+            return 2
         url = f"http://127.0.0.1:{port}/{'readyz' if args.ready else 'healthz'}"
-    return check(url, args.timeout)
+    result = probe(url, args.timeout)
+    if not result.ok:
+        sys.stderr.write(f"mics-worker check: unhealthy: {result.reason}\n")
+    return result.exit_status
+
+
+def _config(_args: argparse.Namespace) -> int:
+    from worker.config_report import config_report, format_report  # noqa: PLC0415 - keep `check` light
+
+    report = config_report(os.environ)
+    sys.stdout.write(format_report(report) + "\n")
+    return 2 if report.problems else 0
 
 
 def _dry_run(args: argparse.Namespace) -> int:
@@ -151,7 +218,7 @@ def _dry_run(args: argparse.Namespace) -> int:
     try:
         config = config_for_dry_run(os.environ)
     except ConfigError as exc:
-        sys.stderr.write(f"mics-worker: configuration error: {exc}\n")
+        _report_config_error(exc)
         return 2
     try:
         report = dry_run(config, group=args.group)

@@ -1,31 +1,35 @@
 """The worker's whole configuration: one frozen, typed object built in one place, validated eagerly.
 
-Every setting comes from an environment variable with the `MICS_WORKER_` prefix (see README); routes may also come
-from a JSON file. A bad value fails at start-up with a message naming the variable, never mid-stream. Secrets (the API
-token, librdkafka passwords) are redacted from the repr.
+Every setting comes from an environment variable with the `MICS_WORKER_` prefix (see README), read through `Env`;
+routes and the token may also come from files. Bad values fail at start-up, all in one message, each naming its
+variable, never mid-stream; so does a variable no setting reads. Secrets (the API token, the librdkafka properties
+`worker.sensitive` names) are redacted from the repr, which the start-up line logs.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, cast
-from urllib.parse import urlsplit
 
-from worker import codec
+from worker.config_checks import ROUTE_MODES, RouteMode, RouteRule, check_base_url, check_regex, datamarts, routes
 from worker.env import ENV_PREFIX, ConfigError, Env
+from worker.input_settings import FramingSettings, TokenSettings, framing_settings, token_settings
+from worker.kafka_properties import KAFKA_PREFIX, kafka_properties, property_problems
 from worker.mics.auth import ApiToken
 from worker.mics.statuses import DEFAULT_TABLE, StatusTable, parse_status_classes
 from worker.mics.transport import Timeouts
 from worker.retry import RetryPolicy
+from worker.sensitive import MASK, is_secret_kafka_property
 from worker.tracing.settings import TracingSettings
 from worker.traffic.ratelimit import parse_rate_limits
 from worker.traffic.settings import TrafficSettings
 
 __all__ = [
     "ENV_PREFIX",
+    "KAFKA_PREFIX",
+    "ROUTE_MODES",
     "ConfigError",
     "DlqGuardSettings",
     "RouteMode",
@@ -33,25 +37,6 @@ __all__ = [
     "TrafficSettings",
     "WorkerConfig",
 ]
-
-KAFKA_PREFIX = ENV_PREFIX + "KAFKA_"
-
-RouteMode = Literal["activity", "profile", "choice", "envelope"]
-ROUTE_MODES: tuple[RouteMode, ...] = ("activity", "profile", "choice", "envelope")
-_MODES_BY_NAME: dict[str, RouteMode] = {mode: mode for mode in ROUTE_MODES}
-_SECRET_KAFKA_KEY = re.compile(r"password|secret|token|key\.pem|credentials", re.IGNORECASE)
-
-
-@dataclass(frozen=True, slots=True)
-class RouteRule:
-    """Messages of topics matching `topic` (an exact name, or a regex when it starts with `^`) go to `mode`."""
-
-    topic: str
-    mode: RouteMode
-
-    @property
-    def is_pattern(self) -> bool:
-        return self.topic.startswith("^")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,11 +86,13 @@ class WorkerConfig:
     group_protocol: Literal["classic", "consumer"] = "classic"
     group_instance_id: str | None = None
     schemas_dir: Path | None = None
+    framing: FramingSettings = field(default_factory=FramingSettings)
+    tokens: TokenSettings = field(default_factory=TokenSettings)
     kafka_properties: Mapping[str, str] = field(default_factory=dict)
     tracing: TracingSettings = field(default_factory=TracingSettings)
 
     def __repr__(self) -> str:
-        kafka = {k: ("***" if _SECRET_KAFKA_KEY.search(k) else v) for k, v in self.kafka_properties.items()}
+        kafka = {k: (MASK if is_secret_kafka_property(k) else v) for k, v in self.kafka_properties.items()}
         shown = {
             name: getattr(self, name)
             for name in self.__dataclass_fields__
@@ -116,54 +103,66 @@ class WorkerConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> WorkerConfig:
-        """Build and validate the configuration from environment variables (and the routes file they name)."""
+        """Build and validate the configuration from environment variables (and the files they name).
+
+        Every problem is reported at once (one `ConfigError` listing them), unknown `MICS_WORKER_*` variables
+        included: a variable no reader asks for is a misspelling (`worker.known_variables`).
+        """
+        from worker.known_variables import unknown_variable_problems  # noqa: PLC0415 - it imports this module
+
         env = Env(environ)
+        config = cls.read(env)
+        if not env.incomplete:
+            for problem in unknown_variable_problems(environ, env.read):
+                env.problem(problem)
+        env.raise_problems()
+        if config is None:  # pragma: no cover - read returns None only with a problem recorded
+            raise ConfigError("the configuration could not be built")
+        return config
+
+    @classmethod
+    def read(cls, env: Env) -> WorkerConfig | None:
+        """Read every setting through `env`, recording problems there; the configuration when there were none."""
+        try:
+            return cls._read(env)
+        except ConfigError as exc:  # a check that raised instead of recording: report it with the others
+            env.problems.extend(exc.problems)
+            env.incomplete = True
+            return None
+
+    @classmethod
+    def _read(cls, env: Env) -> WorkerConfig | None:
         topics = env.csv("TOPICS")
         topic_pattern = env.text_or_none("TOPIC_PATTERN")
         if bool(topics) == bool(topic_pattern):
-            raise ConfigError(f"set exactly one of {ENV_PREFIX}TOPICS or {ENV_PREFIX}TOPIC_PATTERN")
-        if topic_pattern is not None:
-            _check_regex(f"{ENV_PREFIX}TOPIC_PATTERN", topic_pattern)
-            if not topic_pattern.startswith("^"):
-                raise ConfigError(f"{ENV_PREFIX}TOPIC_PATTERN must start with ^ (librdkafka's regex marker)")
-        routes = _routes(env)
-        if not routes:
-            raise ConfigError(f"set {ENV_PREFIX}ROUTES or {ENV_PREFIX}ROUTES_FILE: no topic has a route")
-        default_datamart = env.text_or_none("DEFAULT_DATAMART_ID")
-        allowed = frozenset(env.csv("ALLOWED_DATAMARTS"))
-        if default_datamart is not None:
-            allowed |= {default_datamart}
-        if not allowed:
-            raise ConfigError(f"set {ENV_PREFIX}DEFAULT_DATAMART_ID or {ENV_PREFIX}ALLOWED_DATAMARTS")
+            env.problem(f"set exactly one of {ENV_PREFIX}TOPICS or {ENV_PREFIX}TOPIC_PATTERN", "TOPICS")
+        pattern_name = f"{ENV_PREFIX}TOPIC_PATTERN"
+        pattern_compiles = topic_pattern is not None and check_regex(env, "TOPIC_PATTERN", pattern_name, topic_pattern)
+        if pattern_compiles and topic_pattern is not None and not topic_pattern.startswith("^"):
+            env.problem(f"{pattern_name} must start with ^ (librdkafka's regex marker)", "TOPIC_PATTERN")
+        rules = routes(env)
+        if not rules:
+            env.problem(f"set {ENV_PREFIX}ROUTES or {ENV_PREFIX}ROUTES_FILE: no topic has a route", "ROUTES")
+        default_datamart, allowed = datamarts(env)
         base_url = env.text("API_BASE_URL", cls.api_base_url)
-        parts = urlsplit(base_url)
-        if parts.scheme not in {"http", "https"} or not parts.hostname or parts.query or parts.fragment:
-            raise ConfigError(f"{ENV_PREFIX}API_BASE_URL must be an http(s) URL without query or fragment")
-        try:
-            token = ApiToken.from_env(environ, ENV_PREFIX + "API_TOKEN", ENV_PREFIX + "API_TOKEN_FILE")
-        except (ValueError, OSError) as exc:
-            raise ConfigError(f"{ENV_PREFIX}API_TOKEN / {ENV_PREFIX}API_TOKEN_FILE: {exc}") from None
+        check_base_url(env, base_url)
+        token, tokens = token_settings(env, env.environ)
         backend = env.choice("HTTP_BACKEND", ("aiohttp", "httpx"), cls.http_backend)
         log_format = env.choice("LOG_FORMAT", ("json", "text"), cls.log_format)
         group_protocol = env.choice("GROUP_PROTOCOL", ("classic", "consumer"), cls.group_protocol)
-        try:
-            retry = RetryPolicy(
-                max_attempts=env.integer("RETRY_MAX_ATTEMPTS", _RETRY.max_attempts, minimum=1),
-                max_elapsed_s=env.number("RETRY_MAX_ELAPSED_S", _RETRY.max_elapsed_s),
-                base_delay_s=env.number("RETRY_BASE_DELAY_S", _RETRY.base_delay_s),
-                max_delay_s=env.number("RETRY_MAX_DELAY_S", _RETRY.max_delay_s),
-            )
-        except ValueError as exc:
-            raise ConfigError(f"{ENV_PREFIX}RETRY_*: {exc}") from None
+        retry = _retry_policy(env)
         schemas_dir = env.text_or_none("SCHEMAS_DIR")
         processes = env.integer("PROCESSES", cls.processes, minimum=1, maximum=1024)
-        return cls(
+        properties = kafka_properties(env.environ)
+        for problem in property_problems(properties):
+            env.problem(problem)
+        config = cls(
             bootstrap_servers=env.required("BOOTSTRAP_SERVERS"),
-            api_token=token,
+            api_token=token or _UNREAD_TOKEN,
             group_id=env.text("GROUP_ID", cls.group_id),
             topics=tuple(topics),
             topic_pattern=topic_pattern,
-            routes=routes,
+            routes=rules,
             dlq_topic=env.text("DLQ_TOPIC", cls.dlq_topic),
             api_base_url=base_url,
             default_datamart_id=default_datamart,
@@ -184,11 +183,7 @@ class WorkerConfig:
             processes=processes,
             consume_batch_size=env.integer("CONSUME_BATCH_SIZE", cls.consume_batch_size, minimum=1, maximum=100_000),
             retry=retry,
-            timeouts=Timeouts(
-                connect_s=env.number("HTTP_CONNECT_TIMEOUT_S", _TIMEOUTS.connect_s),
-                read_s=env.number("HTTP_READ_TIMEOUT_S", _TIMEOUTS.read_s),
-                total_s=env.number("HTTP_TOTAL_TIMEOUT_S", _TIMEOUTS.total_s),
-            ),
+            timeouts=_timeouts(env),
             dlq_guard=_guard_settings(env),
             credentials_probe_interval_s=env.number(
                 "CREDENTIALS_PROBE_INTERVAL_S", cls.credentials_probe_interval_s, minimum=0.05
@@ -196,12 +191,45 @@ class WorkerConfig:
             group_protocol=cast(Literal["classic", "consumer"], group_protocol),
             group_instance_id=env.text_or_none("GROUP_INSTANCE_ID"),
             schemas_dir=Path(schemas_dir) if schemas_dir else None,
-            kafka_properties=_kafka_properties(environ),
+            framing=framing_settings(env),
+            tokens=tokens,
+            kafka_properties=properties,
             tracing=TracingSettings(
                 enabled=env.choice("TRACING", ("on", "off"), "off") == "on",
                 propagate_to_api=env.choice("TRACING_PROPAGATE_TO_API", ("on", "off"), "off") == "on",
             ),
         )
+        # Every setting was read (so every problem is known) before any is judged: a bad one read as its default.
+        return None if env.problems or token is None else config
+
+
+def _timeouts(env: Env) -> Timeouts:
+    """HTTP timeouts: each a positive number of seconds."""
+    values = {}
+    for name, key in (
+        ("connect_s", "HTTP_CONNECT_TIMEOUT_S"),
+        ("read_s", "HTTP_READ_TIMEOUT_S"),
+        ("total_s", "HTTP_TOTAL_TIMEOUT_S"),
+    ):
+        default = getattr(_TIMEOUTS, name)
+        value = env.number(key, default)
+        if value <= 0:
+            env.problem(f"{ENV_PREFIX}{key} must be a positive number of seconds", key)
+            value = default
+        values[name] = value
+    return Timeouts(**values)
+
+
+def _retry_policy(env: Env) -> RetryPolicy:
+    attempts = env.integer("RETRY_MAX_ATTEMPTS", _RETRY.max_attempts, minimum=1)
+    elapsed = env.number("RETRY_MAX_ELAPSED_S", _RETRY.max_elapsed_s)
+    base = env.number("RETRY_BASE_DELAY_S", _RETRY.base_delay_s)
+    ceiling = env.number("RETRY_MAX_DELAY_S", _RETRY.max_delay_s)
+    try:
+        return RetryPolicy(max_attempts=attempts, max_elapsed_s=elapsed, base_delay_s=base, max_delay_s=ceiling)
+    except ValueError as exc:
+        env.cross_problem(f"{ENV_PREFIX}RETRY_*: {exc}", "RETRY_MAX_DELAY_S", "RETRY_BASE_DELAY_S")
+        return _RETRY
 
 
 def _guard_settings(env: Env) -> DlqGuardSettings:
@@ -213,9 +241,11 @@ def _guard_settings(env: Env) -> DlqGuardSettings:
         cooldown_s=env.number("DLQ_GUARD_COOLDOWN_S", _GUARD.cooldown_s),
     )
     if settings.min_samples > settings.window:
-        raise ConfigError(
+        env.cross_problem(
             f"{ENV_PREFIX}DLQ_GUARD_MIN_SAMPLES={settings.min_samples} exceeds {ENV_PREFIX}DLQ_GUARD_WINDOW="
-            f"{settings.window}: the ratio limit could never apply"
+            f"{settings.window}: the ratio limit could never apply",
+            "DLQ_GUARD_MIN_SAMPLES",
+            "DLQ_GUARD_WINDOW",
         )
     return settings
 
@@ -225,17 +255,31 @@ def _traffic_settings(env: Env, processes: int, allowed: frozenset[str]) -> Traf
     try:
         limits = parse_rate_limits(env.text("RATE_LIMIT", ""), processes)
     except ValueError as exc:
-        raise ConfigError(f"{ENV_PREFIX}RATE_LIMIT: {exc}") from None
+        env.problem(f"{ENV_PREFIX}RATE_LIMIT: {exc}", "RATE_LIMIT")
+        limits = _TRAFFIC.rate_limits
     unknown = sorted(set(limits.datamarts) - allowed)
-    if unknown:
-        raise ConfigError(f"{ENV_PREFIX}RATE_LIMIT: datamart {unknown[0]} is not an allowed datamart")
+    if unknown and allowed:
+        env.cross_problem(
+            f"{ENV_PREFIX}RATE_LIMIT: datamart {unknown[0]} is not an allowed datamart",
+            "RATE_LIMIT",
+            "ALLOWED_DATAMARTS",
+        )
     tolerance = env.number("CONCURRENCY_LATENCY_TOLERANCE", _TRAFFIC.latency_tolerance, minimum=1.0, maximum=100.0)
     if tolerance <= 1.0:
-        raise ConfigError(f"{ENV_PREFIX}CONCURRENCY_LATENCY_TOLERANCE must be above 1 (a ratio to the baseline RTT)")
+        env.problem(
+            f"{ENV_PREFIX}CONCURRENCY_LATENCY_TOLERANCE must be above 1 (a ratio to the baseline RTT)",
+            "CONCURRENCY_LATENCY_TOLERANCE",
+        )
+        tolerance = _TRAFFIC.latency_tolerance
     probe_s = env.number("PROBE_INTERVAL_S", _TRAFFIC.probe_interval_s, minimum=0.01)
     probe_max_s = env.number("PROBE_MAX_INTERVAL_S", _TRAFFIC.probe_max_interval_s, minimum=0.01)
     if probe_max_s < probe_s:
-        raise ConfigError(f"{ENV_PREFIX}PROBE_MAX_INTERVAL_S is below {ENV_PREFIX}PROBE_INTERVAL_S")
+        env.cross_problem(
+            f"{ENV_PREFIX}PROBE_MAX_INTERVAL_S is below {ENV_PREFIX}PROBE_INTERVAL_S",
+            "PROBE_MAX_INTERVAL_S",
+            "PROBE_INTERVAL_S",
+        )
+        probe_max_s = probe_s
     return TrafficSettings(
         initial_concurrency=env.integer("INITIAL_CONCURRENCY", _TRAFFIC.initial_concurrency, minimum=1),
         adaptive=env.choice("ADAPTIVE_CONCURRENCY", ("true", "false"), "true") == "true",
@@ -252,7 +296,8 @@ def _status_classes(env: Env) -> StatusTable:
     try:
         return parse_status_classes(env.text("HTTP_STATUS_CLASSES", ""))
     except ValueError as exc:
-        raise ConfigError(f"{ENV_PREFIX}HTTP_STATUS_CLASSES: {exc}") from None
+        env.problem(f"{ENV_PREFIX}HTTP_STATUS_CLASSES: {exc}", "HTTP_STATUS_CLASSES")
+        return DEFAULT_TABLE
 
 
 def _route_concurrency(env: Env) -> dict[str, int]:
@@ -261,61 +306,7 @@ def _route_concurrency(env: Env) -> dict[str, int]:
     return {route: limit for route, limit in limits.items() if limit > 0}
 
 
-def _routes(env: Env) -> tuple[RouteRule, ...]:
-    rules: list[RouteRule] = []
-    for item in env.csv("ROUTES"):
-        topic, sep, mode = item.rpartition("=")
-        if not sep or not topic:
-            raise ConfigError(f"{ENV_PREFIX}ROUTES: {item!r} is not topic=route")
-        rules.append(_rule(f"{ENV_PREFIX}ROUTES", topic.strip(), mode.strip()))
-    routes_file = env.text_or_none("ROUTES_FILE")
-    if routes_file is not None:
-        rules.extend(_routes_file(f"{ENV_PREFIX}ROUTES_FILE", Path(routes_file)))
-    return tuple(rules)
-
-
-def _routes_file(name: str, path: Path) -> list[RouteRule]:
-    """Read `{"routes": [{"topic": "name or ^regex", "route": "activity|profile|choice|envelope"}, ...]}`."""
-    try:
-        document = codec.decode(path.read_bytes(), max_bytes=10_000_000)
-    except (OSError, codec.DecodeError) as exc:
-        raise ConfigError(f"{name}: cannot read {path}: {exc}") from None
-    entries = document.get("routes") if isinstance(document, dict) else None
-    if not isinstance(entries, list):
-        raise ConfigError(f"{name}: {path} must hold an object with a 'routes' list")
-    rules = []
-    for index, entry in enumerate(entries):
-        if not isinstance(entry, dict) or set(entry) != {"topic", "route"} or not str(entry["topic"]).strip():
-            raise ConfigError(f"{name}: routes[{index}] must be an object with exactly 'topic' and 'route', non-empty")
-        rules.append(_rule(f"{name} routes[{index}]", str(entry["topic"]), str(entry["route"])))
-    return rules
-
-
-def _rule(name: str, topic: str, mode_name: str) -> RouteRule:
-    mode = _MODES_BY_NAME.get(mode_name)
-    if mode is None:
-        raise ConfigError(f"{name}: route {mode_name!r} is not one of {', '.join(ROUTE_MODES)}")
-    if topic.startswith("^"):
-        _check_regex(name, topic)
-    return RouteRule(topic=topic, mode=mode)
-
-
-def _check_regex(name: str, pattern: str) -> None:
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise ConfigError(f"{name}: {pattern!r} is not a valid regex: {exc}") from None
-
-
-def _kafka_properties(environ: Mapping[str, str]) -> dict[str, str]:
-    """`MICS_WORKER_KAFKA_SASL_MECHANISM=PLAIN` → `{"sasl.mechanism": "PLAIN"}` for librdkafka."""
-    return {
-        key[len(KAFKA_PREFIX) :].lower().replace("_", "."): value
-        for key, value in environ.items()
-        if key.startswith(KAFKA_PREFIX) and len(key) > len(KAFKA_PREFIX)
-    }
-
-
+_UNREAD_TOKEN = ApiToken("unread")  # stands in while problems are collected; never in a returned config
 _RETRY = RetryPolicy()
 _TIMEOUTS = Timeouts()
 _GUARD = DlqGuardSettings()

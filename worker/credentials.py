@@ -10,16 +10,15 @@ is dead-lettered with the API's status, so no message can cycle hold â†’ probe â
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable, Coroutine
 
 from worker.flow import FlowControl
+from worker.mics.client import MicsClient
 from worker.mics.errors import ApiResult, OutcomeKind
 from worker.waits import first_of
 
-__all__ = ["MAX_REFUSALS", "CredentialsGate"]
+__all__ = ["MAX_REFUSALS", "CredentialsGate", "probe_with_fresh_token"]
 
-log = logging.getLogger(__name__)
 
 MAX_REFUSALS = 3
 """401/403 answers one message may receive (each after its datamart's probe succeeded) before it is dead-lettered."""
@@ -48,14 +47,10 @@ class CredentialsGate:
         """The API refused the credentials for `datamart`: hold it and start probing it (once)."""
         if self.is_held(datamart):
             return
-        log.error(
-            "the API rejected the credentials for datamart %s (HTTP %s): holding its messages until they work again",
-            datamart,
-            result.status,
-        )
         event = self._open.setdefault(datamart, asyncio.Event())
         event.clear()
-        self._flow.set_credentials_held(datamart, True)
+        why = f"HTTP {result.status}; its messages wait, the token is probed every {self._interval_s:g} s"
+        self._flow.set_credentials_held(datamart, True, why)
         self._spawn(self._probe_until_accepted(datamart, event))
 
     async def wait(self, datamart: str, wake: asyncio.Event) -> bool:
@@ -73,7 +68,13 @@ class CredentialsGate:
             await asyncio.sleep(self._interval_s)
             result = await self._probe(datamart)
             if result.kind not in (OutcomeKind.AUTH, OutcomeKind.RETRYABLE):  # let in: the token is not the problem
-                log.info("the API accepts the credentials for datamart %s again: resuming it", datamart)
-                self._flow.set_credentials_held(datamart, False)
+                self._flow.set_credentials_held(datamart, False)  # the condition's end line says so
                 event.set()
                 return
+            self._flow.conditions.count("credentials_held", datamart, "refused_probes")
+
+
+async def probe_with_fresh_token(client: MicsClient, datamart: str) -> ApiResult:
+    """A probe re-reads the datamart's token file first: a restored or rotated token ends the hold at once."""
+    client.tokens.refresh(datamart)
+    return await client.probe_credentials(datamart)

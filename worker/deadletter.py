@@ -68,6 +68,8 @@ _EXCEPTION_CLASS = {
     "schema_invalid": "worker.SchemaInvalid",
     "unroutable": "worker.Unroutable",
     "forbidden_datamart": "worker.ForbiddenDatamart",
+    "unsupported_format": "worker.UnsupportedFormat",
+    "writer_schema_invalid": "worker.WriterSchemaInvalid",
     "invalid_path_value": "worker.InvalidPathValue",
     "retries_exhausted": "worker.RetriesExhausted",
 }

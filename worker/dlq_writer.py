@@ -130,9 +130,9 @@ class DeadLetterWriter:
     ) -> None:
         if error is None:
             self._metrics.dlq_write(True)
-            if not self._backlog and self._flow.held("dlq_unavailable"):
-                log.info("the dead-letter topic %s accepts writes again: resuming", self._topic)
+            if not self._backlog:
                 self._flow.set_hold("dlq_unavailable", False)
+                self._flow.conditions.set("dlq_unwritable", self._topic, False)  # its end line: writes pass again
             self._on_written(pending, letter)
         elif error.fatal():
             self._on_fatal(error)
@@ -145,12 +145,10 @@ class DeadLetterWriter:
         """Keep the record and its offset open; hold the worker until the DLQ takes writes again."""
         self._metrics.dlq_write(False)
         pending.trace.dead_letter_event("failed", why)
+        conditions = self._flow.conditions
+        conditions.set("dlq_unwritable", self._topic, True, f"{why}: holding, nothing is committed past it")
+        conditions.count("dlq_unwritable", self._topic, "failed_writes")
         if not self._flow.held("dlq_unavailable"):
-            log.error(
-                "cannot write to the dead-letter topic %s (%s): holding, nothing is committed past it",
-                self._topic,
-                why,
-            )
             self._flow.set_hold("dlq_unavailable", True)
         self._backlog.append((pending, letter, record))
         if self._retrying is None or self._retrying.done():

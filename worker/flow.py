@@ -27,6 +27,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from worker.assignment import Partition
+from worker.conditions import Conditions
 from worker.health import Health
 from worker.kafka import Consumer, KafkaException, TopicPartition
 from worker.metrics import WorkerMetrics
@@ -71,11 +72,13 @@ def backpressure(partitions: Collection[Partition], window: Window, paused: Coll
 class FlowControl:
     """The holds in force (one source of truth, mirrored to metrics and health)."""
 
-    __slots__ = ("_credentials", "_halted", "_health", "_holds", "_metrics", "running")
+    __slots__ = ("_credentials", "_halted", "_health", "_holds", "_metrics", "conditions", "running")
 
-    def __init__(self, metrics: WorkerMetrics, health: Health) -> None:
+    def __init__(self, metrics: WorkerMetrics, health: Health, conditions: Conditions | None = None) -> None:
         self._metrics = metrics
         self._health = health
+        self.conditions = conditions or Conditions(metrics.conditions, health)
+        """The abnormal states' log lines, gauges and readiness details; the holds report theirs here."""
         self._holds: set[str] = set()
         self._credentials: set[str] = set()
         self._halted: set[str] = set()
@@ -109,10 +112,11 @@ class FlowControl:
     def held_datamarts(self) -> frozenset[str]:
         return frozenset(self._credentials)
 
-    def set_credentials_held(self, datamart: str, on: bool) -> None:
-        """Record that a datamart's credentials are (or no longer are) rejected."""
+    def set_credentials_held(self, datamart: str, on: bool, why: str = "") -> None:
+        """Record that a datamart's credentials are (or no longer are) rejected; `why` goes in the start line."""
         if on == (datamart in self._credentials):
             return
+        self.conditions.set("credentials_held", datamart, on, why)
         if on:
             self._credentials.add(datamart)
         else:

@@ -7,6 +7,12 @@ unwritable, dead-letter rate spiking, a route halted because the API says its co
 for backpressure is normal flow control and keeps it ready, and so is a route's open circuit or shared backoff: the
 API's trouble, not the worker's (`mics_worker_route_held` shows them).
 
+The abnormal states of `conditions` are readiness details (`conditions`: each condition's subjects). Of them only
+`broker_unreachable` adds a reason of its own (a worker that reaches no broker is doing nothing); the others either
+have theirs already (`group_join_waiting` is `not_joined`, `dlq_unwritable` `paused_dlq_unavailable`,
+`credentials_held` `paused_credentials`, `route_halted` `paused_misconfigured`) or keep the worker ready
+(`api_failing`, `api_throttled`: the API's trouble).
+
 The server runs on stdlib threads, not on the asyncio loop, so probes and scrapes are answered even while
 the loop is busy - which is exactly when they matter.
 """
@@ -31,6 +37,9 @@ from worker.metrics import PAUSE_REASONS
 
 UNREADY_PAUSE_REASONS: Final = frozenset({"credentials", "dlq_unavailable", "dlq_rate", "misconfigured"})
 """Pauses that mean "stopped on purpose, needs attention": they make the worker not ready."""
+
+UNREADY_CONDITIONS: Final = frozenset({"broker_unreachable"})
+"""Conditions that make the worker not ready by themselves (the others are covered by a pause or by `joined`)."""
 
 DEFAULT_LIVENESS_TTL_S: Final = 30.0
 DEFAULT_HOST: Final = "0.0.0.0"  # noqa: S104 - kubelet probes and Prometheus reach the pod IP, not loopback
@@ -60,6 +69,7 @@ class Health:
         self._paused: set[str] = set()
         self._held_datamarts: list[str] = []
         self._halted_routes: list[str] = []
+        self._conditions: dict[str, list[str]] = {}
 
     def heartbeat(self) -> None:
         """Record that the poll loop made progress; called on every poll."""
@@ -90,6 +100,11 @@ class Health:
         with self._lock:
             self._halted_routes = list(routes)
 
+    def set_conditions(self, active: dict[str, list[str]]) -> None:
+        """Record the abnormal states in force, each with its subjects (`conditions.Conditions` calls this)."""
+        with self._lock:
+            self._conditions = {name: list(subjects) for name, subjects in active.items()}
+
     def liveness(self) -> tuple[bool, dict[str, object]]:
         """Whether the poll loop beat within the TTL, and a small explanation."""
         age = self._clock() - self._last_beat
@@ -108,12 +123,14 @@ class Health:
             paused = sorted(self._paused)
             held_datamarts = list(self._held_datamarts)
             halted_routes = list(self._halted_routes)
+            conditions = {name: list(subjects) for name, subjects in self._conditions.items()}
         reasons: list[str] = []
         if not joined:
             reasons.append("not_joined")
         if not alive:
             reasons.append("stalled")
         reasons.extend(f"paused_{reason}" for reason in paused if reason in UNREADY_PAUSE_REASONS)
+        reasons.extend(name for name in sorted(conditions) if name in UNREADY_CONDITIONS)
         ready = not reasons
         return ready, {
             "status": "ready" if ready else "not_ready",
@@ -122,6 +139,7 @@ class Health:
             "paused": paused,
             "held_datamarts": held_datamarts,
             "halted_routes": halted_routes,
+            "conditions": conditions,
         }
 
 

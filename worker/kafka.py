@@ -22,6 +22,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from worker import __version__
 from worker.config import WorkerConfig
+from worker.kafka_properties import PINNED, PINNED_ALIASES
 from worker.logs import RepeatFilter
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "client_settings",
     "consume_available",
     "consumer_settings",
+    "librdkafka_refusal",
     "make_consumer",
     "make_dlq_producer",
     "make_reader",
@@ -52,12 +54,9 @@ log = logging.getLogger(__name__)
 # While a broker is down librdkafka reports every failed reconnect, dozens a second per client: one a kind per 30 s.
 log.addFilter(RepeatFilter(interval_s=30.0))
 
-# The at-least-once guarantee depends on these; user overrides of them are refused.
-_PINNED: dict[Role, dict[str, Any]] = {
-    "consumer": {"enable.auto.offset.store": False},
-    "producer": {"enable.idempotence": True, "acks": "all"},
-}
-_PINNED_ALIASES = {"request.required.acks": "acks"}
+# The at-least-once guarantee depends on these (pinned in `kafka_properties`, checked there at start too).
+_PINNED: dict[Role, dict[str, Any]] = PINNED
+_PINNED_ALIASES = PINNED_ALIASES
 # Properties librdkafka defines for one role only: the other role's client never gets them (librdkafka warns).
 _ROLE_ONLY: dict[Role, tuple[str, ...]] = {
     "consumer": (
@@ -71,6 +70,7 @@ _ROLE_ONLY: dict[Role, tuple[str, ...]] = {
         "transactional.", "partitioner", "sticky.partitioning",
     ),
 }  # fmt: skip
+_SENTINEL_PROPERTY = "mics.worker.property.check"
 _OTHER_ROLE: dict[Role, Role] = {"consumer": "producer", "producer": "consumer"}
 
 
@@ -228,6 +228,22 @@ def _on_error(forward: Callable[[KafkaError], None] | None, error: KafkaError) -
         log.warning("Kafka client error: %s", error.str())
     if forward is not None:
         forward(error)
+
+
+def librdkafka_refusal(name: str, value: str) -> str | None:
+    """librdkafka's message when it refuses the property `name=value`, else None.
+
+    The property is set on a configuration followed by a name librdkafka never defines, which fails before any
+    client is created: failing on that name means the property itself was accepted.
+    """
+    try:
+        Producer({name: value, _SENTINEL_PROPERTY: "x"})
+    except KafkaException as exc:
+        text = exc.args[0].str() if exc.args and isinstance(exc.args[0], KafkaError) else str(exc)
+        return None if _SENTINEL_PROPERTY in text else str(text)
+    except (TypeError, ValueError) as exc:  # pragma: no cover - confluent-kafka's own argument checks
+        return str(exc)
+    return None  # pragma: no cover - the sentinel always fails
 
 
 def consume_available(consumer: Consumer, batch_size: int, timeout_s: float) -> list[Message]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import platform
 import threading
+import time
 from collections.abc import Collection
 from typing import Final
 
@@ -21,6 +22,7 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 from worker import __version__
+from worker.conditions import ConditionMetrics
 from worker.metrics_traffic import TrafficMetrics
 
 ROUTES: Final = frozenset({"activity", "profile", "choice"})
@@ -36,6 +38,8 @@ DEAD_LETTER_REASONS: Final = frozenset(
         "schema_invalid",
         "unroutable",
         "forbidden_datamart",
+        "unsupported_format",
+        "writer_schema_invalid",
         "invalid_path_value",
         "unsafe_url",
         "retries_exhausted",
@@ -260,6 +264,9 @@ class WorkerMetrics:
             version=__version__, python=platform.python_version(), librdkafka=librdkafka_version
         ).set(1)
         self.traffic = TrafficMetrics(registry, sorted(ROUTES))
+        self.conditions = ConditionMetrics(registry)
+        self.brokers_seen: tuple[float, int] = (float("-inf"), 0)
+        """(monotonic time, brokers up) of the last statistics report: what ends `broker_unreachable`."""
 
         all_routes = (*sorted(ROUTES), UNKNOWN_ROUTE)
         # Bound up front so every series the alerts read exists (at 0) before the first event.
@@ -410,6 +417,9 @@ class WorkerMetrics:
         except orjson.JSONDecodeError:
             return
         topics = stats.get("topics") if isinstance(stats, dict) else None
+        brokers = stats.get("brokers") if isinstance(stats, dict) else None
+        if isinstance(brokers, dict):
+            self.brokers_seen = (time.monotonic(), _brokers_up(brokers))  # one tuple store: atomic under the GIL
         if not isinstance(topics, dict):
             return
         with self._lock:
@@ -440,3 +450,12 @@ class WorkerMetrics:
         committed = partition.get("committed_offset")
         if isinstance(committed, int) and committed >= 0:
             self.committed_offset.labels(*key).set(committed)
+
+
+def _brokers_up(brokers: dict[str, object]) -> int:
+    """Brokers librdkafka holds a connection to; its logical entries (the group coordinator's alias) do not count."""
+    return sum(
+        1
+        for broker in brokers.values()
+        if isinstance(broker, dict) and broker.get("state") == "UP" and broker.get("source") != "logical"
+    )

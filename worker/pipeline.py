@@ -25,9 +25,11 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 from worker.assignment import Assignment, Pending, TopicPartitionKey, record_size
+from worker.conditions import Conditions
 from worker.config import WorkerConfig
-from worker.credentials import CredentialsGate
+from worker.credentials import CredentialsGate, probe_with_fresh_token
 from worker.flow import FlowControl, Pauser, Window
+from worker.framed_plan import AwaitingSchema, MessagePlanner
 from worker.health import DEFAULT_LIVENESS_TTL_S, Health
 from worker.kafka import (
     Consumer,
@@ -37,6 +39,7 @@ from worker.kafka import (
     Producer,
     TopicPartition,
     consume_available,
+    consumer_settings,
     subscription,
 )
 from worker.lanes import Lanes
@@ -45,12 +48,14 @@ from worker.metrics import WorkerMetrics
 from worker.mics.client import MicsClient
 from worker.outcomes import Outcomes, RunSummary
 from worker.rebalance import RebalanceBridge
+from worker.registry import SchemaRegistry
 from worker.routing import Job, Rejection, TopicRouter, plan_message
 from worker.sender import Finish, Sender
 from worker.tracing import NO_TRACING, Tracing
 from worker.traffic.control import Traffic
 from worker.validation import Validators
 from worker.waits import first_of
+from worker.watch import StateWatch
 
 __all__ = ["Pipeline", "RunSummary", "WorkerCrashed"]
 
@@ -85,6 +90,7 @@ class Pipeline:
         health: Health,
         rng: random.Random | None = None,
         tracing: Tracing = NO_TRACING,
+        registry: SchemaRegistry | None = None,
     ) -> None:
         self._config = config
         self._tracing = tracing
@@ -95,7 +101,8 @@ class Pipeline:
         self._health = health
         self._router = TopicRouter(config.routes)
         self._assignment = Assignment()
-        self._flow = FlowControl(metrics, health)
+        self._conditions = Conditions(metrics.conditions, health)
+        self._flow = FlowControl(metrics, health, self._conditions)
         self._window = Window(config.max_in_flight, config.max_in_flight_bytes, config.consume_batch_size)
         self._outcomes = Outcomes(
             producer=producer,
@@ -109,7 +116,7 @@ class Pipeline:
         self._writer = self._outcomes.writer
         self._lanes = Lanes(self._process, self._outcomes.abandon, self._crashed)
         self._gate = CredentialsGate(
-            self._flow, client.probe_credentials, config.credentials_probe_interval_s, self._lanes.spawn
+            self._flow, partial(probe_with_fresh_token, client), config.credentials_probe_interval_s, self._lanes.spawn
         )
         rng = rng or random.Random()
         self._traffic = Traffic(
@@ -122,6 +129,15 @@ class Pipeline:
             describe=client.endpoint,
             on_halt=self._flow.set_route_halted,
             rng=rng,
+            conditions=self._conditions,
+        )
+        self._watch = StateWatch(
+            self._conditions,
+            metrics,
+            self._traffic.routes,
+            bootstrap_servers=config.bootstrap_servers,
+            group_id=config.group_id,
+            session_timeout_ms=consumer_settings(config).get("session.timeout.ms"),
         )
         metrics.traffic.prepare_halts(self._traffic.routes, config.allowed_datamarts)
         self._sender = Sender(
@@ -132,11 +148,16 @@ class Pipeline:
         self._crash: BaseException | None = None
         self._drained = False  # after the shutdown drain, a revoke on close() must not wait a second time
         self._kafka_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka")
-        self._plan = partial(
-            plan_message,
-            validators=validators,
-            default_datamart_id=config.default_datamart_id,
-            allowed_datamarts=config.allowed_datamarts,
+        self._planner = MessagePlanner(
+            partial(
+                plan_message,
+                validators=validators,
+                default_datamart_id=config.default_datamart_id,
+                allowed_datamarts=config.allowed_datamarts,
+                max_message_bytes=config.max_message_bytes,
+            ),
+            config.framing,
+            registry,
             max_message_bytes=config.max_message_bytes,
         )
 
@@ -166,6 +187,12 @@ class Pipeline:
             subscription(self._config), on_assign=bridge.on_assign, on_revoke=bridge.on_revoke, on_lost=bridge.on_lost
         )
         producer_poll = asyncio.create_task(self._poll_producer(), name="dlq-producer-poll")
+        dlq_check = asyncio.create_task(
+            self._watch.watch_dlq_topic(
+                self._producer, self._config.dlq_topic, lambda: self._flow.held("dlq_unavailable")
+            ),
+            name="dlq-topic-check",
+        )
         try:
             await self._poll_loop()
         except Exception as exc:  # a fatal consume error or a bug: drain, close, exit non-zero
@@ -173,6 +200,7 @@ class Pipeline:
         await self._drain(self._config.drain_timeout_s)
         await self._close()
         producer_poll.cancel()
+        dlq_check.cancel()
         if self._crash is not None:
             raise WorkerCrashed("the worker stopped on an error; unfinished messages were left uncommitted") from (
                 self._crash
@@ -188,6 +216,10 @@ class Pipeline:
     def fatal(self, error: KafkaError) -> None:
         """A fatal Kafka client error: the client cannot go on, so the worker exits non-zero and is restarted."""
         self._crashed(KafkaException(error))
+
+    def client_error(self, error: KafkaError) -> None:
+        """A non-fatal Kafka client error: the watch turns "all brokers down" into a condition."""
+        self._watch.client_error(error)
 
     async def _drain(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -213,6 +245,7 @@ class Pipeline:
         if remaining:
             log.error("%d dead letters were not acknowledged at exit; their offsets were not committed", remaining)
         await self._client.aclose()
+        self._planner.close()
         self._health.set_joined(False)
 
     def _commit_and_close(self) -> None:
@@ -237,6 +270,7 @@ class Pipeline:
                 self._dispatch(messages)
             self._store_offsets()
             self._apply_pauses()
+            self._watch.tick()
 
     def _dispatch(self, messages: list[Message]) -> None:
         for message in messages:
@@ -248,10 +282,9 @@ class Pipeline:
             assert topic is not None
             assert partition_id is not None
             assert offset is not None
-            value = message.value()
-            plan = self._plan(self._router.mode_for(topic), value)
+            plan = self._planner.plan(self._router.mode_for(topic), topic, message)
             size = record_size(message)
-            if isinstance(plan, Job) and plan.body is not value:
+            if isinstance(plan, Job) and plan.body is not message.value():
                 size += len(plan.body)  # the envelope's body, re-encoded: a second copy held until sent
             partition = self._assignment.take((topic, partition_id), offset, size)
             if partition is None:
@@ -265,7 +298,7 @@ class Pipeline:
             if isinstance(plan, Rejection) and not self._flow.halted:
                 self._outcomes.reject(pending, plan)
             else:
-                self._lanes.submit(pending, message.key() if isinstance(plan, Job) else None)
+                self._lanes.submit(pending, message.key() if isinstance(plan, Job | AwaitingSchema) else None)
         self._metrics.set_in_flight(self._assignment.in_flight, self._assignment.held_bytes)
 
     def _consume_error(self, error: KafkaError) -> None:
@@ -296,6 +329,12 @@ class Pipeline:
             await first_of(self._flow.running, partition.draining)
             trace.waited("hold", started)
         plan = pending.plan
+        if isinstance(plan, AwaitingSchema):
+            resolved = await self._planner.plan_framed(plan, partition.draining)
+            if resolved is None:  # the partition drains: its next owner reads the message again
+                self._outcomes.abandon(pending)
+                return False
+            plan = pending.plan = resolved
         if isinstance(plan, Rejection):
             self._outcomes.reject(pending, plan)
             return True
@@ -330,6 +369,7 @@ class Pipeline:
         self._assignment.assign(keys)
         self._pauser.assigned(partition for key in keys if (partition := self._assignment.get(key)) is not None)
         self._health.set_joined(True)
+        self._watch.assigned()
 
     async def released(self, keys: list[TopicPartitionKey], *, drain: bool) -> list[tuple[TopicPartitionKey, int]]:
         """Hand partitions over: nothing new is taken from them, what was taken finishes within the revoke's drain

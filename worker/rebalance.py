@@ -41,6 +41,10 @@ class RebalanceHandler(Protocol):
 
     def fatal(self, error: KafkaError) -> None: ...
 
+    def client_error(self, error: KafkaError) -> None:
+        """A non-fatal client error (the abnormal states watch for "all brokers down")."""
+        ...
+
 
 class RebalanceBridge:
     """librdkafka's callbacks, run on the Kafka thread, handed to the loop."""
@@ -97,9 +101,12 @@ class RebalanceBridge:
                 self._post(self._handler.commit_confirmed, (tp.topic, tp.partition), tp.offset)
 
     def on_error(self, error: KafkaError) -> None:
-        """A client error callback: a fatal one stops the worker (it exits non-zero and is restarted)."""
+        """A client error callback: a fatal one stops the worker (it exits non-zero and is restarted); the others feed
+        the abnormal states (`watch`)."""
         if error.fatal():
             self._post(self._handler.fatal, error)
+        else:
+            self._post(self._handler.client_error, error)
 
     def _post(self, callback: Callable[..., None], *args: object) -> None:
         try:

@@ -23,7 +23,9 @@ from worker.validation import SchemaError, SchemaErrors, Validators
 __all__ = ["Job", "Rejection", "Route", "TopicRouter", "is_envelope", "plan_message"]
 
 Route = Literal["activity", "profile", "choice"]
-RejectReason = Literal["decode_error", "schema_invalid", "unroutable", "forbidden_datamart"]
+RejectReason = Literal[
+    "decode_error", "schema_invalid", "unroutable", "forbidden_datamart", "unsupported_format", "writer_schema_invalid"
+]
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,8 @@ route's shared backoff and circuit, a halt, the static rate limits and a free sl
 pause is never a reason to give up on a message. 401/403 answers are the credentials' fault, not the message's: they
 hold the datamart and do not count as attempts (but see `credentials.MAX_REFUSALS`); nor do a failed circuit probe
 (an outage holds the stream instead of spilling it) and a halt answer (the configuration is wrong, not the message).
+Before a 401/403 holds the datamart, its token file is re-read: a changed token sends the message again at once
+(only a changed file can do that, so it cannot loop).
 `Retry-After` is obeyed by the route's gate (`traffic.gate`), not by the message alone.
 
 When the message's partition starts draining (revoke, loss, shutdown), a sleeping retry or any wait ends at once and
@@ -101,6 +103,8 @@ class Sender:
             if kind is OutcomeKind.SUCCESS:
                 return Finish.DELIVERED
             if kind is OutcomeKind.AUTH:
+                if self._client.tokens.refresh(datamart):  # rotated, not revoked: go again with the new token
+                    continue
                 refusals += 1
                 if refusals > MAX_REFUSALS:
                     return http_dead_letter(result, route, attempts + refusals)

@@ -81,6 +81,56 @@ class TestTokenNeverLeaksFromARun:
             assert [name for name, value in record.headers.items() if leaks(name) or leaks(value)] == []
 
 
+@pytest.mark.integration
+class TestRotatedTokensNeverLeak:
+    @pytest.mark.timeout(180)
+    def test_tokens_read_from_watched_files_are_absent_from_logs_metrics_and_probes(
+        self, scenario: Scenario, tmp_path: Path
+    ) -> None:
+        """A default token and a datamart's own token, both read from files, the default one rotated mid-run by
+        rewriting its file (after a revocation, so the 401 re-read path runs): no secret shows anywhere."""
+        rotated = f"ROTATED-{MARK}-TOKEN"
+        own = f"OWN-{MARK}-TOKEN"
+        (tmp_path / "default").write_text(TOKEN)
+        (tmp_path / "dm1510").write_text(own)
+        tokens_file = tmp_path / "tokens.json"
+        tokens_file.write_text('{"default": "default", "datamarts": {"1510": "dm1510"}}')
+        scenario.sandbox.set_token(TOKEN)
+        scenario.sandbox.set_datamart_token("1510", own)
+        messages = list(generate(200, MixSpec(invalid=0.1), seed=92))
+        scenario.produce(messages[:100])
+        worker = scenario.start_worker(
+            API_TOKEN="",
+            API_TOKENS_FILE=str(tokens_file),
+            API_TOKEN_CHECK_INTERVAL_S="0.1",
+            ALLOWED_DATAMARTS="1509,1510",
+            LOG_LEVEL="DEBUG",
+            LOG_FORMAT="json",
+        )
+        worker.wait_until(lambda: scenario.delivered_count() >= 50, 60, "the stream to flow")
+        scenario.sandbox.set_token(rotated)
+        scenario.produce(messages[100:])
+        worker.wait_until(lambda: scenario.sandbox.stats()["responses"].get("401", 0) > 0, 60, "a refused request")
+        fresh = tmp_path / "default.new"
+        fresh.write_text(rotated)
+        fresh.replace(tmp_path / "default")
+        settlement = scenario.wait_settled(Ledger(messages), 120, worker)
+        assert settlement.missing == set()
+        surfaces = {
+            "/metrics": httpx.get(worker.url + "/metrics", timeout=5).text,
+            "/healthz": httpx.get(worker.url + "/healthz", timeout=5).text,
+            "/readyz": httpx.get(worker.url + "/readyz", timeout=5).text,
+        }
+        assert worker.stop() == 0
+        surfaces["stderr"] = worker.stderr()
+        surfaces["stdout"] = worker.stdout()
+        assert "token file default changed" in surfaces["stderr"]
+        assert [name for name, text in surfaces.items() if leaks(text)] == []
+        for record in read_dead_letters(scenario.bootstrap_servers, scenario.dlq):
+            assert not leaks(record.value or b"")
+            assert [name for name, value in record.headers.items() if leaks(name) or leaks(value)] == []
+
+
 class TestTokenNeverLeaksFromObjects:
     def _config(self, **extra: str) -> WorkerConfig:
         env = {
@@ -138,3 +188,20 @@ class TestTokenNeverLeaksFromObjects:
             self._config(MICS_WORKER_API_TOKEN="", MICS_WORKER_API_TOKEN_FILE=str(path))
         assert not leaks(str(refused.value))
         assert not leaks(repr(refused.value.__context__))
+
+    def test_token_sources_and_a_bad_tokens_file_do_not_show_a_token(self, tmp_path: Path) -> None:
+        """The watched token, its source and the client built on it print no token; nor does a refused file."""
+        (tmp_path / "default").write_text(TOKEN)
+        (tmp_path / "bad").write_bytes(TOKEN.encode() + b" tail")
+        good = tmp_path / "tokens.json"
+        good.write_text('{"default": "default"}')
+        config = self._config(MICS_WORKER_API_TOKEN="", MICS_WORKER_API_TOKENS_FILE=str(good))
+        source = config.tokens.source(config.api_token, lambda _: None)
+        client = MicsClient(make_transport("aiohttp", Timeouts(), 1), "https://api.mediarithmics.com", source)
+        assert [text for text in (repr(config), repr(source), repr(client), repr(config.tokens)) if leaks(text)] == []
+        assert source.for_datamart("1509").header_value() == TOKEN
+        bad = tmp_path / "bad.json"
+        bad.write_text('{"default": "default", "datamarts": {"1510": "bad"}}')
+        with pytest.raises(ConfigError) as refused:
+            self._config(MICS_WORKER_API_TOKEN="", MICS_WORKER_API_TOKENS_FILE=str(bad))
+        assert not leaks(str(refused.value))

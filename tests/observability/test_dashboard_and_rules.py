@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry
 
-from tests.observability import yaml_subset
 from tests.support.tools import require_tool
+from worker.conditions import CONDITIONS
 from worker.metrics import WorkerMetrics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -21,6 +22,9 @@ FILES = REPO / "helm" / "mics-worker" / "files"
 DASHBOARD = FILES / "grafana-dashboard.json"
 RULES = FILES / "prometheus-rules.yaml"
 RULE_TESTS = Path(__file__).with_name("prometheus-rules.test.yaml")
+
+SAME_STATE_ALERTS = {"credentials_held": "MicsWorkerPausedCredentials"}
+"""Conditions already alerted on through the pause gauge of the same state."""
 
 PROMETHEUS_OWN_SERIES = frozenset({"up"})
 """Series Prometheus records itself for every target; allowed in rules though no worker exports them."""
@@ -83,7 +87,7 @@ def panel_exprs(document: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def rules() -> list[dict[str, Any]]:
-    document = yaml_subset.load(RULES.read_text())
+    document = yaml.safe_load(RULES.read_text())
     assert isinstance(document, dict)
     return [rule for group in document["groups"] for rule in group["rules"]]
 
@@ -161,12 +165,23 @@ class TestDashboard:
             "mics_worker_route_held",
             "mics_worker_route_halted",
             "mics_worker_route_wait_seconds_total",
+            "mics_worker_condition",
+            "mics_worker_condition_starts_total",
         ],
     )
     def test_required_views_are_present(self, family: str) -> None:
         """Throughput, outcomes, latency, status classes, lag, in-flight, pauses, retries, e2e and the API flow
         control (concurrency limit, throttling, held routes, waits) have panels."""
         assert any(family in metric_names(expr) for _, expr in panel_exprs(dashboard()))
+
+    def test_the_abnormal_states_panel_shows_every_condition_by_name(self) -> None:
+        """One series per condition (grouped by the condition label), and the description names each of them."""
+        [panel] = [panel for panel in dashboard()["panels"] if panel["title"] == "Abnormal states by condition"]
+        [target] = panel["targets"]
+        assert target["expr"].startswith("sum by (condition) (mics_worker_condition{")
+        assert target["legendFormat"] == "{{condition}}"
+        for condition in CONDITIONS:
+            assert condition in panel["description"]
 
     def test_the_throttled_share_divides_429s_by_requests_per_route(self) -> None:
         """The throttled share is 429 answers over all requests, both per route (issue 13's dashboard panel)."""
@@ -209,6 +224,15 @@ class TestRulesStructure:
             "MicsWorkerDown",
         } <= set(names)
 
+    @pytest.mark.parametrize("condition", sorted(CONDITIONS))
+    def test_every_abnormal_state_has_an_alert(self, condition: str) -> None:
+        """Each condition of worker/conditions.py is alerted on: its own rule on mics_worker_condition, or (for a
+        held datamart) the pause alert that watches the same state."""
+        covering = [rule["alert"] for rule in rules() if f'condition="{condition}"' in rule["expr"]]
+        covering += [SAME_STATE_ALERTS[condition]] if condition in SAME_STATE_ALERTS else []
+        assert len(covering) == 1, covering
+        assert covering[0] in {rule["alert"] for rule in rules()}
+
     def test_no_helm_templating(self) -> None:
         """The file is plain: only Prometheus's own {{ $labels }} / {{ $value }} templates appear in it."""
         for template in re.findall(r"\{\{(.*?)\}\}", RULES.read_text()):
@@ -249,17 +273,9 @@ class TestPromtool:
 
 
 def without_annotations(text: str) -> str:
-    """The rule file with every ``annotations:`` block removed (by indentation)."""
-    kept: list[str] = []
-    skipping_deeper_than: int | None = None
-    for line in text.splitlines():
-        indent = len(line) - len(line.lstrip(" "))
-        if skipping_deeper_than is not None:
-            if not line.strip() or indent > skipping_deeper_than:
-                continue
-            skipping_deeper_than = None
-        if line.strip() == "annotations:":
-            skipping_deeper_than = indent
-            continue
-        kept.append(line)
-    return "\n".join(kept) + "\n"
+    """The rule file with every rule's ``annotations`` removed."""
+    document = yaml.safe_load(text)
+    for group in document["groups"]:
+        for rule in group["rules"]:
+            rule.pop("annotations", None)
+    return yaml.safe_dump(document, sort_keys=False)

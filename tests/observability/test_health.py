@@ -76,6 +76,7 @@ class TestReadiness:
             "paused": [],
             "held_datamarts": [],
             "halted_routes": [],
+            "conditions": {},
         }
 
     def test_not_ready_when_stalled(self, clock: FakeClock) -> None:

@@ -22,6 +22,17 @@ class TestRates:
         assert steady.admitted_rate() == pytest.approx(10.0)
         assert steady.throttled_share() == pytest.approx(1 / 6)
 
+    def test_between_two_times(self) -> None:
+        """`between` keeps the whole buckets inside the interval; the first arrival is the first non-empty bucket."""
+        series = _series([0, 0, 4, 6, 8, 2], [0, 0, 1, 0, 0, 0])
+        assert series.first_arrival_s() == 101.0
+        inner = series.between(101.0, 102.4)  # buckets [101, 101.5), [101.5, 102); [102, 102.5) ends past 102.4
+        assert (inner.start_s, inner.admitted, inner.throttled) == (101.0, (4, 6), (1, 0))
+        assert inner.admitted_rate() == pytest.approx(10.0)
+        assert series.between(104.0, 110.0).admitted == ()
+        with pytest.raises(ValueError, match="nothing arrived"):
+            _series([0, 0]).first_arrival_s()
+
     def test_empty_series(self) -> None:
         """Nothing arrived: zero rate, zero share, an all-zero spread; no throttled bucket to start from."""
         series = _series([0, 0]).skip(5)

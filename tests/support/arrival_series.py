@@ -84,6 +84,23 @@ class ArrivalSeries:
         """The buckets after the one holding `at_s` (a time on the sandbox's clock)."""
         return self._from_index(math.floor((at_s - self.start_s) / self.bucket_s + _EPSILON) + 1)
 
+    def between(self, from_s: float, to_s: float) -> ArrivalSeries:
+        """The whole buckets lying within [from_s, to_s] (times on the sandbox's clock)."""
+        first = max(0, math.ceil((from_s - self.start_s) / self.bucket_s - _EPSILON))
+        last = max(first, math.floor((to_s - self.start_s) / self.bucket_s + _EPSILON))
+        inner = self._from_index(first)
+        count = min(last - first, len(inner.admitted))
+        return ArrivalSeries(
+            inner.start_s, self.bucket_s, inner.admitted[:count], inner.throttled[:count], self.complete
+        )
+
+    def first_arrival_s(self) -> float:
+        """The start of the first bucket with any arrival; ValueError when there is none."""
+        for index, count in enumerate(self.arrivals()):
+            if count:
+                return self.start_s + index * self.bucket_s
+        raise ValueError("nothing arrived in this series")
+
     def first_throttled_s(self) -> float:
         """The start of the first bucket with a 429; ValueError when there is none."""
         for index, count in enumerate(self.throttled):

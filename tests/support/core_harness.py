@@ -26,8 +26,10 @@ from worker.kafka import Consumer, Producer
 from worker.metrics import WorkerMetrics
 from worker.mics.auth import ApiToken
 from worker.mics.client import MicsClient
+from worker.mics.token_source import TokenSource
 from worker.mics.transport import RawResponse, TransportError
 from worker.pipeline import Pipeline, RunSummary
+from worker.registry import SchemaRegistry
 from worker.retry import RetryPolicy
 from worker.tracing import NO_TRACING, Tracing
 from worker.validation import Validators
@@ -45,6 +47,7 @@ class Request:
     method: str
     url: str
     body: bytes | None
+    token: str = ""  # the Authorization header it carried
     headers: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -64,7 +67,7 @@ class FakeApi:
     requests: list[Request] = field(default_factory=list)
 
     async def request(self, method: str, url: str, headers: Mapping[str, str], body: bytes | None) -> RawResponse:
-        request = Request(method, url, body, dict(headers))
+        request = Request(method, url, body, headers.get("Authorization", ""), dict(headers))
         self.requests.append(request)
         answer = self.handler(request)
         if isinstance(answer, Awaitable):
@@ -127,10 +130,14 @@ class CoreHarness:
         api: FakeApi | None = None,
         producer: FakeProducer | None = None,
         tracing: Tracing = NO_TRACING,
+        tokens: TokenSource | None = None,
+        schema_registry: SchemaRegistry | None = None,
         **overrides: Any,
     ) -> None:
         self.tracing = tracing
         self.config = config(**overrides)
+        self.tokens = tokens
+        self.schema_registry = schema_registry
         self.api = api or FakeApi()
         self.consumer = FakeConsumer()
         self.producer = producer or FakeProducer()
@@ -141,9 +148,8 @@ class CoreHarness:
         self.task: asyncio.Task[RunSummary] | None = None
 
     async def __aenter__(self) -> Self:
-        client = MicsClient(
-            self.api, BASE_URL, self.config.api_token, decode_write_answers=False, statuses=self.config.status_classes
-        )
+        token = self.tokens if self.tokens is not None else self.config.api_token
+        client = MicsClient(self.api, BASE_URL, token, decode_write_answers=False, statuses=self.config.status_classes)
         self.pipeline = Pipeline(
             self.config,
             consumer=cast(Consumer, self.consumer),  # a named fake of the consumer's surface
@@ -154,6 +160,7 @@ class CoreHarness:
             health=self.health,
             rng=random.Random(7),
             tracing=self.tracing,
+            registry=self.schema_registry,
         )
         bridge = self.pipeline.bridge()
         self.consumer.on_commit = bridge.on_commit

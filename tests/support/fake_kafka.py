@@ -12,6 +12,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
@@ -203,7 +204,8 @@ class Produced:
 class FakeProducer:
     """Acknowledges on poll(). `local_limit` refuses larger records at produce() (librdkafka's message.max.bytes);
     `broker_limit` refuses them in the acknowledgement (the topic's max.message.bytes); `down` fails every write;
-    `fatal` fails the next acknowledgement with a fatal error."""
+    `fatal` fails the next acknowledgement with a fatal error; `missing_topics` are topics the "broker" says do not
+    exist when asked for metadata (`list_topics`)."""
 
     local_limit: int | None = None
     broker_limit: int | None = None
@@ -211,6 +213,7 @@ class FakeProducer:
     fatal: bool = False
     acked: list[Produced] = field(default_factory=list)
     attempts: int = 0
+    missing_topics: set[str] = field(default_factory=set)
     _queue: deque[tuple[Produced, Any]] = field(default_factory=deque)
 
     def produce(self, topic: str, value: bytes | None = None, key: bytes | None = None, **kw: Any) -> None:
@@ -244,6 +247,11 @@ class FakeProducer:
     def flush(self, _timeout: float = 0) -> int:
         self.poll()
         return 0
+
+    def list_topics(self, topic: str, timeout: float = -1) -> SimpleNamespace:
+        """Metadata of one topic, shaped like librdkafka's (`.topics[name].error`)."""
+        error = KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART) if topic in self.missing_topics else None
+        return SimpleNamespace(topics={topic: SimpleNamespace(error=error)})
 
 
 def size_of(record: Produced) -> int:

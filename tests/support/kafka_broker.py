@@ -45,6 +45,8 @@ from confluent_kafka.admin import AdminClient
 # confluent_kafka.admin re-exports NewTopic without declaring it; its typed home is cimpl.
 from confluent_kafka.cimpl import NewTopic
 
+from tests.support.process_group import ProcessGroup
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 POM_PATH = REPO_ROOT / "kafka" / "pom.xml"
 LOG4J_CONFIG_PATH = REPO_ROOT / "kafka" / "log4j2.properties"
@@ -291,7 +293,7 @@ class KafkaBroker:
         self.class_data_sharing = class_data_sharing
         self.cluster_id = new_cluster_id()
         self._archive: ClassDataArchive | None = None
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: ProcessGroup | None = None
         self._log_offset = 0
         self._version: str | None = None
 
@@ -324,7 +326,7 @@ class KafkaBroker:
         return self._process.pid if self._process is not None else None
 
     def is_running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        return self._process is not None and self._process.running()
 
     def start(self) -> Self:
         """Start the broker (formatting the storage on first use) and wait until it answers metadata requests."""
@@ -356,21 +358,17 @@ class KafkaBroker:
         process = self._process
         if process is None:
             return
-        exited_cleanly = True
-        if process.poll() is None:
-            self._signal_group(process, signal.SIGTERM)
-            try:
-                process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                _log.warning("broker %s ignored SIGTERM for %.0f s; killing it", self.bootstrap_servers, timeout_s)
-                exited_cleanly = False
-        self._reap(process, exited_cleanly=exited_cleanly)
+        exited_cleanly = process.stop(timeout_s)
+        if not exited_cleanly:
+            _log.warning("broker %s ignored SIGTERM for %.0f s; killed it", self.bootstrap_servers, timeout_s)
+        self._reaped(exited_cleanly=exited_cleanly)
 
     def kill(self) -> None:
         """Hard stop (SIGKILL, no controlled shutdown), as a crashed or OOM-killed broker would go away."""
         process = self._process
         if process is not None:
-            self._reap(process, exited_cleanly=False)
+            process.kill()
+            self._reaped(exited_cleanly=False)
 
     def restart(self, timeout_s: float = DEFAULT_STOP_TIMEOUT_S) -> Self:
         """Stop and start again: same data, same ports, same cluster."""
@@ -493,9 +491,7 @@ class KafkaBroker:
             log.write(f"==== starting broker on {self.bootstrap_servers} ====\n".encode())
             log.flush()
             # Own session = own process group: stop()/kill() signal the whole group, never leaving a stray JVM.
-            self._process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+            self._process = ProcessGroup(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         atexit.register(self.kill)
         try:
             self._wait_until_ready()
@@ -512,7 +508,7 @@ class KafkaBroker:
         deadline = time.monotonic() + self.startup_timeout_s
         while True:
             process = self._process
-            if process is None or process.poll() is not None:
+            if process is None or not process.running():
                 code = None if process is None else process.returncode
                 raise KafkaBrokerError(
                     f"the broker exited during startup (exit {code}); log tail of {self.log_path}:\n"
@@ -532,14 +528,8 @@ class KafkaBroker:
     def _lost_port_race(self) -> bool:
         return _PORT_IN_USE in self._read_log(self._log_offset)
 
-    def _signal_group(self, process: subprocess.Popen[bytes], signum: signal.Signals) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signum)
-
-    def _reap(self, process: subprocess.Popen[bytes], *, exited_cleanly: bool) -> None:
-        """SIGKILL whatever is left of the process group and collect the exit status."""
-        self._signal_group(process, signal.SIGKILL)
-        process.wait()
+    def _reaped(self, *, exited_cleanly: bool) -> None:
+        """The process group is gone (`ProcessGroup.stop`/`kill`): forget it and settle the class-data archive."""
         atexit.unregister(self.kill)
         self._process = None
         if self._archive is not None:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -21,6 +22,11 @@ from tests.support.sandbox_process import SandboxProcess
 __all__ = ["DeadLetterRecord", "Ledger", "Settlement", "produce_all", "read_topic"]
 
 _ID_IN_BYTES = re.compile(rb'"(?:\$unique_key|event_id)":"([0-9a-f-]{36})"')
+
+
+CLIENT_LOG = logging.getLogger("tests.support.ledger.librdkafka")
+"""The ledger's Kafka clients log here, not in librdkafka's raw `%4|…` form on stderr: the demo shows these lines
+only with `--verbose`, and pytest captures them like any other log."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +107,9 @@ class Ledger:
 
 def produce_all(bootstrap_servers: str, topic: str, messages: Iterable[SampleMessage]) -> int:
     """Produce every message (keyed) and wait for all acknowledgements; returns the count."""
-    producer = Producer({"bootstrap.servers": bootstrap_servers, "linger.ms": 20, "enable.idempotence": True})
+    producer = Producer(
+        {"bootstrap.servers": bootstrap_servers, "linger.ms": 20, "enable.idempotence": True}, logger=CLIENT_LOG
+    )
     failures: list[str] = []
 
     def on_delivery(error: Any, _message: Any) -> None:
@@ -132,7 +140,8 @@ def read_topic(bootstrap_servers: str, topic: str, timeout_s: float = 30.0) -> l
             "group.id": f"ledger-{uuid.uuid4()}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
-        }
+        },
+        logger=CLIENT_LOG,
     )
     try:
         metadata = consumer.list_topics(topic, timeout=10)

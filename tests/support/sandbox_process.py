@@ -7,12 +7,10 @@ sandbox accepts connections. It runs in its own session, so `stop()` can signal 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import secrets
 import select
-import signal
 import subprocess
 import sys
 import tempfile
@@ -23,8 +21,11 @@ from typing import Any, Self
 
 import httpx
 
+from tests.support.process_group import ProcessGroup
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOKEN_ENV = "MICS_SANDBOX_TOKEN"
+DATAMART_TOKENS_ENV = "MICS_SANDBOX_DATAMART_TOKENS"
 DEFAULT_STARTUP_TIMEOUT_S = 20.0
 DEFAULT_STOP_TIMEOUT_S = 10.0
 _ANNOUNCEMENT = re.compile(rb"sandbox listening on (http://\S+)\n")
@@ -47,6 +48,7 @@ class SandboxProcess:
         self,
         *args: str,
         token: str | None = None,
+        datamart_tokens: dict[str, str] | None = None,
         host: str = "127.0.0.1",
         startup_timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S,
     ) -> None:
@@ -55,8 +57,9 @@ class SandboxProcess:
         self.startup_timeout_s = startup_timeout_s
         self._initial_token = token if token is not None else secrets.token_urlsafe(24)
         self.token = self._initial_token
+        self._datamart_tokens = dict(datamart_tokens or {})
         self._base_url: str | None = None
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: ProcessGroup | None = None
         self._stderr: Any = None
         self._admin: httpx.Client | None = None
 
@@ -74,7 +77,7 @@ class SandboxProcess:
         return self._process.pid if self._process is not None else None
 
     def is_running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        return self._process is not None and self._process.running()
 
     def start(self) -> Self:
         """Launch the process and wait for its announcement line."""
@@ -83,17 +86,20 @@ class SandboxProcess:
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - kept open for the process's lifetime
         command = [sys.executable, "-m", "worker.sandbox", "--host", self.host, "--port", "0", "--stop-on-stdin-eof"]
         # The sandbox stops when its stdin closes: if this process dies without stop(), so does the sandbox.
-        self._process = subprocess.Popen(
+        self._process = ProcessGroup(
             [*command, *self.args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             cwd=REPO_ROOT,
-            env={**os.environ, TOKEN_ENV: self._initial_token},
-            start_new_session=True,
+            env={
+                **os.environ,
+                TOKEN_ENV: self._initial_token,
+                DATAMART_TOKENS_ENV: ",".join(f"{dm}={token}" for dm, token in self._datamart_tokens.items()),
+            },
         )
         try:
-            self._base_url = self._await_announcement(self._process)
+            self._base_url = self._await_announcement(self._process.process)
         except BaseException:
             self.stop()
             raise
@@ -110,16 +116,8 @@ class SandboxProcess:
         self._base_url = None
         if process is None:
             return None
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        for pipe in (process.stdin, process.stdout):
+        process.stop(timeout_s)
+        for pipe in (process.process.stdin, process.process.stdout):
             if pipe is not None:
                 pipe.close()
         if self._stderr is not None:
@@ -236,3 +234,25 @@ class SandboxProcess:
         """Make the sandbox accept `token` instead of the current one (which is revoked)."""
         self._call("PUT", "token", {"token": token})
         self.token = token
+
+    def set_datamart_token(self, datamart: str, token: str) -> None:
+        """Make `datamart` accept `token` only (its previous token, or the sandbox's, is refused there)."""
+        self._call("PUT", "token", {"token": token, "datamart": datamart})
+
+    @property
+    def registry_url(self) -> str:
+        """The Confluent-compatible Schema Registry subset this sandbox serves (`/schemas/ids/{id}`, …)."""
+        return self.base_url
+
+    def register_schema(self, schema_id: int, schema: str, schema_type: str = "JSON", guid: str | None = None) -> str:
+        """Register a writer schema; its GUID."""
+        document: dict[str, object] = {"id": schema_id, "schema": schema, "schemaType": schema_type}
+        if guid is not None:
+            document["guid"] = guid
+        result: dict[str, object] = self._call("PUT", "schemas", document)
+        return str(result["guid"])
+
+    def set_registry_available(self, available: bool) -> int:
+        """Make every registry read answer 503 (False) or serve again (True); the reads so far."""
+        result: dict[str, int] = self._call("PUT", "registry", {"available": available})
+        return result["reads"]

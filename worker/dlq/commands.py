@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import IO
 
 from worker.config import ConfigError
 from worker.dlq.inspection import format_inspect, inspect
@@ -13,6 +12,7 @@ from worker.dlq.records import Selection, parse_time_ms
 from worker.dlq.replayer import ReplayOptions, format_replay, replay
 from worker.dlq.settings import DlqError, DlqSettings
 from worker.kafka import KafkaException
+from worker.progress import Progress
 
 __all__ = ["inspect_command", "replay_command"]
 
@@ -62,36 +62,17 @@ def replay_command(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as exc:
         sys.stderr.write(f"mics-worker dlq replay: {exc}\n")
         return 2
-    bar = _ProgressBar(sys.stderr) if sys.stderr.isatty() else None
+    bar = Progress(sys.stderr, "replayed") if sys.stderr.isatty() else None
     try:
-        report = replay(settings, options, progress=bar)
+        try:
+            report = replay(settings, options, progress=bar)
+        finally:
+            if bar is not None:
+                bar.close()  # the bar's line ends before anything else is written
     except (DlqError, KafkaException) as exc:
-        sys.stderr.write(f"\nmics-worker dlq replay: {exc}\n")
+        sys.stderr.write(f"mics-worker dlq replay: {exc}\n")
         if isinstance(exc, DlqError) and exc.report is not None:
             sys.stdout.write("before stopping:\n" + format_replay(exc.report) + "\n")
         return 1
-    finally:
-        if bar is not None:
-            bar.finish()
     sys.stdout.write(format_replay(report) + "\n")
     return 0
-
-
-class _ProgressBar:
-    """`[#####.....] 120/450` redrawn in place on a terminal."""
-
-    _WIDTH = 30
-
-    def __init__(self, stream: IO[str]) -> None:
-        self._stream = stream
-        self._drawn = False
-
-    def __call__(self, done: int, total: int) -> None:
-        filled = self._WIDTH if total <= 0 else min(self._WIDTH, self._WIDTH * done // total)
-        self._stream.write(f"\r[{'#' * filled}{'.' * (self._WIDTH - filled)}] {done}/{total}")
-        self._stream.flush()
-        self._drawn = True
-
-    def finish(self) -> None:
-        if self._drawn:
-            self._stream.write("\n")

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from worker import __version__
-from worker.config import ENV_PREFIX, KAFKA_PREFIX, ConfigError, WorkerConfig
+from worker.config import ConfigError, WorkerConfig
+from worker.env import Env
 from worker.kafka import (
     Consumer,
     Producer,
@@ -16,6 +17,7 @@ from worker.kafka import (
     reader_settings,
     replay_producer_settings,
 )
+from worker.kafka_properties import kafka_properties, property_problems
 
 if TYPE_CHECKING:
     from worker.dlq.replayer import ReplayReport
@@ -47,25 +49,29 @@ class DlqSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> DlqSettings:
-        """Read `MICS_WORKER_BOOTSTRAP_SERVERS`, `_DLQ_TOPIC`, `_GROUP_ID`, `_KAFKA_*`; refuse what the worker would."""
+        """Read `MICS_WORKER_BOOTSTRAP_SERVERS`, `_DLQ_TOPIC`, `_GROUP_ID`, `_KAFKA_*`; refuse what the worker would,
+        and a `MICS_WORKER_*` variable neither the worker nor the tools read (a misspelt `DLQ_TOPIC` must not
+        silently inspect the default topic)."""
+        from worker.known_variables import unknown_variable_problems  # noqa: PLC0415 - it imports this module
 
-        def value(name: str) -> str | None:
-            return environ.get(ENV_PREFIX + name, "").strip() or None
+        env = Env(environ)
+        settings = cls.read(env)
+        for problem in unknown_variable_problems(environ, env.read):
+            env.problem(problem)
+        env.raise_problems()
+        return settings
 
-        bootstrap = value("BOOTSTRAP_SERVERS")
-        if bootstrap is None:
-            raise ConfigError(f"{ENV_PREFIX}BOOTSTRAP_SERVERS is required")
-        properties = {
-            key[len(KAFKA_PREFIX) :].lower().replace("_", "."): text
-            for key, text in environ.items()
-            if key.startswith(KAFKA_PREFIX) and len(key) > len(KAFKA_PREFIX)
-        }
-        settings = cls(
-            bootstrap_servers=bootstrap,
-            dlq_topic=value("DLQ_TOPIC") or WorkerConfig.dlq_topic,
-            group_id=value("GROUP_ID") or WorkerConfig.group_id,
-            kafka_properties=properties,
-        )
+    @classmethod
+    def read(cls, env: Env) -> DlqSettings:
+        """The settings through `env` (which records what the tools read: `worker.known_variables`)."""
+        bootstrap = env.required("BOOTSTRAP_SERVERS")
+        dlq_topic = env.text("DLQ_TOPIC", WorkerConfig.dlq_topic)
+        group_id = env.text("GROUP_ID", WorkerConfig.group_id)
+        properties = kafka_properties(env.environ)
+        for problem in property_problems(properties):  # a misspelt property: one line, not a traceback
+            env.problem(problem)
+        env.raise_problems()
+        settings = cls(bootstrap, dlq_topic=dlq_topic, group_id=group_id, kafka_properties=properties)
         try:  # a refused override is a usage error before anything connects
             reader_settings(bootstrap, properties, group_id=settings.group_id, client_id="check")
             replay_producer_settings(bootstrap, properties)

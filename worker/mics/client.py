@@ -31,6 +31,7 @@ from worker.mics.errors import (
 )
 from worker.mics.selectors import UserPointSelector, UserPointUuid, encode_segment
 from worker.mics.statuses import DEFAULT_TABLE, StatusTable
+from worker.mics.token_source import TokenSource
 from worker.mics.transport import Transport, TransportError
 
 USER_AGENT: Final = f"mics-event-worker/{__version__}"
@@ -159,6 +160,15 @@ def _refused(error: ValueError) -> ApiResult:
     return rejected_request("unsafe_url" if isinstance(error, UnsafeUrlError) else "invalid_path_value")
 
 
+def _scrubbed(result: ApiResult, secret: str) -> ApiResult:
+    """Mask the token should an error body ever echo it: it must not reach logs or the DLQ."""
+    texts = (result.error_code, result.error_id, result.error_message)
+    if not any(text and secret in text for text in texts):
+        return result
+    code, error_id, message = (None if text is None else text.replace(secret, "***") for text in texts)
+    return replace(result, error_code=code, error_id=error_id, error_message=message)
+
+
 class MicsClient:
     """Calls the mediarithmics API through a ``Transport``; never raises for what happens on the wire.
 
@@ -170,7 +180,7 @@ class MicsClient:
         self,
         transport: Transport,
         base_url: str,
-        token: ApiToken,
+        token: ApiToken | TokenSource,
         *,
         decode_write_answers: bool = True,
         statuses: StatusTable = DEFAULT_TABLE,
@@ -181,13 +191,25 @@ class MicsClient:
         self._activity_kinds = statuses.for_route("activity")
         self._profile_kinds = statuses.for_route("profile")
         self._choice_kinds = statuses.for_route("choice")
-        self._secret = token.header_value()
-        self._read_headers = {
-            "Authorization": self._secret,
-            "Accept": "application/json",
-            "User-Agent": USER_AGENT,
-        }
-        self._write_headers = {**self._read_headers, "Content-Type": "application/json"}
+        self._tokens = token if isinstance(token, TokenSource) else TokenSource.fixed(token)
+        self._headers: dict[str, tuple[str, dict[str, str], dict[str, str]]] = {}  # datamart → secret, read, write
+
+    @property
+    def tokens(self) -> TokenSource:
+        """Where each datamart's token comes from (re-read on a 401/403 before holding the datamart)."""
+        return self._tokens
+
+    def _headers_for(self, datamart_id: str | int) -> tuple[str, dict[str, str], dict[str, str]]:
+        """The datamart's token and headers, rebuilt only when its token changed."""
+        secret = self._tokens.for_datamart(datamart_id).header_value()
+        key = str(datamart_id)
+        cached = self._headers.get(key)
+        if cached is not None and cached[0] == secret:
+            return cached
+        read = {"Authorization": secret, "Accept": "application/json", "User-Agent": USER_AGENT}
+        built = (secret, read, {**read, "Content-Type": "application/json"})
+        self._headers[key] = built
+        return built
 
     def __repr__(self) -> str:
         return f"MicsClient({self._paths.prefix!r})"
@@ -202,9 +224,12 @@ class MicsClient:
         url: str,
         body: bytes | None,
         kinds: tuple[OutcomeKind, ...],
+        datamart_id: str | int,
+        *,
         trace_headers: Mapping[str, str] | None = None,
     ) -> ApiResult:
-        headers = self._read_headers if body is None else self._write_headers
+        secret, read_headers, write_headers = self._headers_for(datamart_id)
+        headers = read_headers if body is None else write_headers
         if trace_headers:  # `traceparent` when tracing propagates to the API (off by default)
             headers = {**trace_headers, **headers}
         started = perf_counter()
@@ -216,17 +241,8 @@ class MicsClient:
         keep_data = body is None or self._decode_write_answers
         result = classify(response.status, response.headers, response.body, elapsed_s, keep_data=keep_data, kinds=kinds)
         if result.kind is not OutcomeKind.SUCCESS:
-            return self._scrubbed(result)
+            return _scrubbed(result, secret)
         return result
-
-    def _scrubbed(self, result: ApiResult) -> ApiResult:
-        """Mask the token should an error body ever echo it: it must not reach logs or the DLQ."""
-        secret = self._secret
-        texts = (result.error_code, result.error_id, result.error_message)
-        if not any(text and secret in text for text in texts):
-            return result
-        code, error_id, message = (None if text is None else text.replace(secret, "***") for text in texts)
-        return replace(result, error_code=code, error_id=error_id, error_message=message)
 
     async def post_activity(
         self, datamart_id: str | int, body: bytes, *, trace_headers: Mapping[str, str] | None = None
@@ -236,7 +252,7 @@ class MicsClient:
             url = self._paths.activity(datamart_id)
         except ValueError as error:
             return _refused(error)
-        return await self._send("POST", url, body, self._activity_kinds, trace_headers)
+        return await self._send("POST", url, body, self._activity_kinds, datamart_id, trace_headers=trace_headers)
 
     async def put_profile(
         self,
@@ -253,7 +269,7 @@ class MicsClient:
             url = self._paths.profile(datamart_id, selector, compartment_id, user_account_id)
         except ValueError as error:
             return _refused(error)
-        return await self._send("PUT", url, body, self._profile_kinds, trace_headers)
+        return await self._send("PUT", url, body, self._profile_kinds, datamart_id, trace_headers=trace_headers)
 
     async def put_choice(
         self,
@@ -269,7 +285,7 @@ class MicsClient:
             url = self._paths.choice(datamart_id, selector, processing_id)
         except ValueError as error:
             return _refused(error)
-        return await self._send("PUT", url, body, self._choice_kinds, trace_headers)
+        return await self._send("PUT", url, body, self._choice_kinds, datamart_id, trace_headers=trace_headers)
 
     async def get_choice(
         self, datamart_id: str | int, selector: UserPointSelector, processing_id: str | int
@@ -279,7 +295,7 @@ class MicsClient:
             url = self._paths.choice(datamart_id, selector, processing_id)
         except ValueError as error:
             return _refused(error)
-        return await self._send("GET", url, None, self._choice_kinds)
+        return await self._send("GET", url, None, self._choice_kinds, datamart_id)
 
     async def get_choice_change_log(
         self, datamart_id: str | int, selector: UserPointSelector, processing_id: str | int
@@ -289,7 +305,7 @@ class MicsClient:
             url = self._paths.choice_change_log(datamart_id, selector, processing_id)
         except ValueError as error:
             return _refused(error)
-        return await self._send("GET", url, None, self._choice_kinds)
+        return await self._send("GET", url, None, self._choice_kinds, datamart_id)
 
     async def probe_credentials(self, datamart_id: str | int) -> ApiResult:
         """Check the token again with a cheap authenticated GET.

@@ -1,7 +1,8 @@
 """`python -m worker.sandbox`: run the local stand-in for the mediarithmics API until SIGTERM or SIGINT.
 
 Once it accepts connections it prints exactly one line on stdout, `sandbox listening on http://HOST:PORT`.
-The token comes from `--token` or, better (argv is visible to other users), `MICS_SANDBOX_TOKEN`.
+The token comes from `--token` or, better (argv is visible to other users), `MICS_SANDBOX_TOKEN`; datamarts with a
+token of their own from `MICS_SANDBOX_DATAMART_TOKENS` (`1509=tokenA,1510=tokenB`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from worker.sandbox.state import MIB, SandboxSettings
 from worker.validation import Validators
 
 TOKEN_ENV = "MICS_SANDBOX_TOKEN"  # noqa: S105 - the name of an environment variable, not a secret
+DATAMART_TOKENS_ENV = "MICS_SANDBOX_DATAMART_TOKENS"
 _FAULT_FLAGS: dict[str, tuple[type, str]] = {
     "latency_ms": (float, "milliseconds added to every API answer"),
     "p429": (float, "fraction of API requests answered 429"),
@@ -123,6 +125,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _datamart_tokens(text: str) -> dict[str, str]:
+    """`1509=tokenA,1510=tokenB` → a token per datamart (an error never repeats a token)."""
+    tokens = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        datamart, sep, token = item.partition("=")
+        if not sep or not datamart.strip():
+            raise TokenError(f"{DATAMART_TOKENS_ENV}: each entry must be datamart=token")
+        tokens[datamart.strip()] = check_token(token)
+    return tokens
+
+
 def _stop_on_eof(loop: asyncio.AbstractEventLoop, fd: int, stop: asyncio.Event) -> None:
     """Set `stop` once `fd` reads end of file: the process that held its other end is gone."""
 
@@ -163,6 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, stream=sys.stderr)
     try:
         token = check_token(args.token if args.token is not None else os.environ.get(TOKEN_ENV))
+        datamart_tokens = _datamart_tokens(os.environ.get(DATAMART_TOKENS_ENV, ""))
         fault_flags = {name: getattr(args, name) for name in _FAULT_FLAGS if name != "outage_s"}
         faults = FaultSettings().with_changes({k: v for k, v in fault_flags.items() if v is not None})
         if args.outage_s is not None and args.outage_s < 0:
@@ -181,6 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     settings = SandboxSettings(
         token=token,
+        datamart_tokens=datamart_tokens,
         minimal=args.minimal,
         max_body_bytes=args.max_body_bytes,
         journal_capacity=args.journal_size,

@@ -1,7 +1,8 @@
 """The sandbox's own control API under `/_sandbox`: no authentication, no faults, loopback use only.
 
 `GET stats`, `GET documents`, `GET requests`, `GET|PUT faults`, `GET|PUT rate_limit`, `GET arrivals`,
-`PUT token`, `POST reset`; answers are plain
+`PUT token` (`{"token": …}`, or `{"token": …, "datamart": …}` for that datamart alone), `POST reset`, and the
+Schema Registry subset's `PUT schemas` / `PUT registry` (`worker/sandbox/registry.py`); answers are plain
 JSON documents (not the API's `status`/`data` envelope), errors the API's error body.
 """
 
@@ -17,6 +18,7 @@ from worker.sandbox import replies
 from worker.sandbox.bodies import read_capped
 from worker.sandbox.faults import FaultSettingsError
 from worker.sandbox.ratelimit import RateLimitSettingsError
+from worker.sandbox.registry import RegistrySettingsError
 from worker.sandbox.state import SandboxState
 
 PREFIX = "/_sandbox"
@@ -58,6 +60,8 @@ class AdminApi:
             ("GET", "arrivals"): self._arrivals,
             ("PUT", "token"): self._set_token,
             ("POST", "reset"): self._reset,
+            ("PUT", "schemas"): self._register_schema,
+            ("PUT", "registry"): self._set_registry,
         }
 
     async def handle(self, request: web.BaseRequest) -> web.Response:
@@ -114,11 +118,32 @@ class AdminApi:
 
     async def _set_token(self, request: web.BaseRequest) -> web.Response:
         document = await _json_object(request)
+        datamart = document.get("datamart")
+        if datamart is not None and (not isinstance(datamart, str) or not datamart):
+            raise _BadAdminRequest("datamart must be a non-empty string")
         try:
-            self._state.token = check_token(document.get("token"))
+            token = check_token(document.get("token"))
         except TokenError as exc:
             raise _BadAdminRequest(str(exc)) from None
+        if datamart is None:
+            self._state.token = token
+        else:
+            self._state.datamart_tokens[datamart] = token.encode("utf-8")
         return replies.json_response({"status": "ok"})
+
+    async def _register_schema(self, request: web.BaseRequest) -> web.Response:
+        try:
+            record = self._state.registry.register(await _json_object(request))
+        except RegistrySettingsError as exc:
+            raise _BadAdminRequest(str(exc)) from None
+        return replies.json_response(record)
+
+    async def _set_registry(self, request: web.BaseRequest) -> web.Response:
+        available = (await _json_object(request)).get("available")
+        if not isinstance(available, bool):
+            raise _BadAdminRequest("available must be true or false")
+        self._state.registry.available = available
+        return replies.json_response({"available": available, "reads": self._state.registry.reads})
 
     async def _reset(self, _: web.BaseRequest) -> web.Response:
         self._state.reset()

@@ -100,7 +100,7 @@ class TrackingApi:
         fault = faults.decide()
         if fault is Fault.NONE:
             try:
-                self._authenticate(request)
+                self._authenticate(request, target)
                 response = await self._answer(request, target, route)
             except _Rejected as rejected:
                 response = rejected.response
@@ -165,9 +165,11 @@ class TrackingApi:
         else:
             transport.close()
 
-    def _authenticate(self, request: web.BaseRequest) -> None:
+    def _authenticate(self, request: web.BaseRequest, target: Target | UnknownPath | MalformedPath) -> None:
+        """The datamart's own token when one is set for it (`datamart_tokens`), else the sandbox's token."""
         presented = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
-        if not hmac.compare_digest(presented, self._state.token_bytes):
+        datamart = None if isinstance(target, UnknownPath | MalformedPath) else target.datamart_id
+        if not hmac.compare_digest(presented, self._state.token_bytes_for(datamart)):
             raise _reject(401, "Authentication failed: missing or invalid API token")
 
     async def _answer(

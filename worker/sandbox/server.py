@@ -1,7 +1,8 @@
 """The sandbox's HTTP server: aiohttp's low-level server, one handler, no router and no access log.
 
 A router would match on decoded paths and cost time per request; the sandbox parses raw paths itself, so
-one handler sends `/_sandbox/…` to the admin API and everything else to the Tracking API.
+one handler sends `/_sandbox/…` to the admin API, `/schemas/…` to the Schema Registry subset, and everything else
+to the Tracking API.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from aiohttp import web
 
 from worker.sandbox.admin import PREFIX, AdminApi
 from worker.sandbox.api import DocumentChecker, TrackingApi
+from worker.sandbox.registry import PREFIX as REGISTRY_PREFIX
 from worker.sandbox.state import SandboxSettings, SandboxState
 
 #: How long a graceful stop waits for requests in flight (a hang fault is cut short).
@@ -30,6 +32,8 @@ class SandboxServer:
         raw_path = request.raw_path
         if raw_path.startswith(PREFIX) and raw_path[len(PREFIX) : len(PREFIX) + 1] in {"", "/", "?"}:
             return await self._admin.handle(request)
+        if raw_path.startswith(REGISTRY_PREFIX):
+            return self.state.registry.handle(request)
         return await self._api.handle(request)
 
     async def start(self, host: str, port: int) -> int:

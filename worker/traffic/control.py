@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from functools import partial
 
+from worker.conditions import Conditions
 from worker.metrics_traffic import TrafficMetrics
 from worker.mics.errors import ApiResult
 from worker.mics.statuses import ROUTES, OutcomeKind
@@ -62,9 +63,11 @@ class Traffic:
         describe: Callable[[str], str],
         on_halt: Changed,
         rng: random.Random,
+        conditions: Conditions | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._metrics = metrics
+        self._conditions = conditions
         self._clock = clock
         self.routes: dict[str, RouteTraffic] = {}
         limits = settings.rate_limits
@@ -171,11 +174,21 @@ class Traffic:
         lane.limiter.observe(result.elapsed_s, status in _THROTTLING)
         if status == 429:
             self._metrics.throttled_answer(lane.name)
+        if self._conditions is not None:
+            self._count(lane.name, status, result.kind)
         halt = result.kind is OutcomeKind.HALT
         if halt or self.halts.count:
             self.halts.record(lane.name, datamart, result, bool(ticket & HALT_PROBE))
         counted = lane.gate.record(result, bool(ticket & CIRCUIT_PROBE))
         return counted and not halt
+
+    def _count(self, route: str, status: int | None, kind: OutcomeKind) -> None:
+        """The answers behind an active `api_throttled` / `api_failing` condition, for its periodic line."""
+        assert self._conditions is not None
+        if status in _THROTTLING:
+            self._conditions.count("api_throttled", route, f"answers_{status}")
+        if kind is OutcomeKind.RETRYABLE and (status is None or status >= 500):
+            self._conditions.count("api_failing", route, "no_answer" if status is None else "answers_5xx")
 
     def abandon(self, lane: RouteTraffic, datamart: str, ticket: int) -> None:
         """The request was given up after `admit` and before its answer."""
