@@ -24,7 +24,7 @@ from worker.kafka import (
 )
 from worker.logs import configure_logging, register_secret
 from worker.metrics import WorkerMetrics
-from worker.mics.client import MicsClient
+from worker.mics.client import ApiPaths, MicsClient
 from worker.mics.transport import make_transport
 from worker.pipeline import Pipeline, RunSummary
 from worker.rebalance import RebalanceBridge
@@ -56,6 +56,7 @@ def run_worker(config: WorkerConfig) -> RunSummary:
 
 
 async def _run(config: WorkerConfig) -> RunSummary:
+    tracing = _tracing(config)  # first: a bad OTEL_* setting stops the start before anything is opened
     registry = CollectorRegistry()
     metrics = WorkerMetrics(registry, librdkafka_version=confluent_kafka.libversion()[0])
     health = Health()
@@ -80,7 +81,6 @@ async def _run(config: WorkerConfig) -> RunSummary:
         decode_write_answers=False,
         statuses=config.status_classes,
     )
-    tracing = _tracing(config, client)
     pipeline = Pipeline(
         config,
         consumer=consumer,
@@ -101,14 +101,18 @@ async def _run(config: WorkerConfig) -> RunSummary:
         await asyncio.get_running_loop().run_in_executor(None, tracing.shutdown)
 
 
-def _tracing(config: WorkerConfig, client: MicsClient) -> Tracing:
+def _tracing(config: WorkerConfig) -> Tracing:
     """The OpenTelemetry SDK when `MICS_WORKER_TRACING=on` (imported only then), else the no-op tracing."""
     if not config.tracing.enabled:
         return NO_TRACING
-    from worker.tracing.setup import start_tracing  # noqa: PLC0415 - the SDK loads only when tracing is on
+    from worker.tracing.setup import TracingSetupError, start_tracing  # noqa: PLC0415 - only when tracing is on
 
-    endpoints = {route: client.endpoint(route) for route in ("activity", "profile", "choice")}
-    tracing = start_tracing(config.tracing, group_id=config.group_id, endpoints=endpoints)
+    paths = ApiPaths(config.api_base_url)
+    endpoints = {route: paths.template(route) for route in ("activity", "profile", "choice")}
+    try:
+        tracing = start_tracing(config.tracing, group_id=config.group_id, endpoints=endpoints)
+    except TracingSetupError as exc:
+        raise StartupError(f"tracing: {exc}") from None
     log.info("tracing on (OpenTelemetry; OTEL_* variables configure the exporter and sampler)")
     return tracing
 

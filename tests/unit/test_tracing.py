@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import subprocess
 import sys
 from typing import ClassVar
@@ -154,3 +155,25 @@ class TestTraceIdOf:
 
 def _on() -> TracingSettings:
     return TracingSettings(enabled=True)
+
+
+class TestStart:
+    def test_a_bad_otel_setting_stops_the_worker_before_it_opens_anything(self) -> None:
+        """`mics-worker run` with tracing on and an exporter it cannot build exits 2 and names the variable,
+        before connecting to Kafka (the bootstrap server here does not exist)."""
+        env = {
+            **{key: value for key, value in os.environ.items() if not key.startswith(("MICS_WORKER_", "OTEL_"))},
+            "MICS_WORKER_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+            "MICS_WORKER_TOPICS": "events",
+            "MICS_WORKER_ROUTES": "events=activity",
+            "MICS_WORKER_DEFAULT_DATAMART_ID": "1509",
+            "MICS_WORKER_API_TOKEN": "a-token-for-the-test",
+            "MICS_WORKER_HEALTH_PORT": "0",
+            "MICS_WORKER_TRACING": "on",
+            "OTEL_TRACES_EXPORTER": "zipkin",
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "worker", "run"], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert done.returncode == 2
+        assert "cannot start: tracing: OTEL_TRACES_EXPORTER='zipkin'" in done.stderr
