@@ -39,6 +39,8 @@ from bench.large import (
     measure_large,
 )
 from bench.latency import LatencySink, measure_latency
+from bench.peer_benthos import IDLE_POOL, build_benthos, measure_benthos
+from bench.peer_report import peer_section
 from bench.worker_run import NULL_API, SWAPPED, WorkerRun, measure_worker
 from tests.support.kafka_broker import KafkaBroker
 from tests.support.sandbox_process import SandboxProcess
@@ -51,7 +53,7 @@ HTTPX_SHARE = 10  # httpx runs get events / 10: it is an order of magnitude slow
 WORKER_CONCURRENCY = 64  # the worker's default MICS_WORKER_MAX_CONCURRENCY, for the HTTP ceiling
 LATENCY_RATE_SHARE = 0.3  # latency phase load: 30% of the measured throughput (headroom on a busy box)...
 LATENCY_RATE_CAP = 2000.0  # ...at most this many events/s
-_REPORTED_DISTRIBUTIONS = ("orjson", "aiohttp", "httpx", "uvloop", "jsonschema-rs")
+_REPORTED_DISTRIBUTIONS = ("orjson", "aiohttp", "httpx", "pyreqwest", "uvloop", "jsonschema-rs")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.large_only:
         text = report.replace_section(text, "main", report.main_section(results))
         print(report.main_section(results))
+    if results["peer"]:
+        text = report.replace_section(text, "peer", peer_section(results))
+        print(peer_section(results))
     if results["backlog"]:
         text = report.replace_section(text, "backlog", report.backlog_section(results))
     if results["distant"]:
@@ -121,7 +126,10 @@ def _parser() -> argparse.ArgumentParser:
         help="also run one worker (default settings, activity mix) against an API this far away and an instant one",
     )
     parser.add_argument("--large-only", action="store_true", help="only the --large measurement (main section kept)")
-    parser.add_argument("--smoke", action="store_true", help="CI smoke run: 2,000 events, aiohttp and null, once")
+    parser.add_argument(
+        "--peer", choices=["benthos"], help="also run Benthos on the activity stream (built with Go on first use)"
+    )
+    parser.add_argument("--smoke", action="store_true", help="CI smoke: 2,000 events, default backend + null, once")
     parser.add_argument("--output", type=Path, default=RESULTS, help="the Markdown file to update")
     parser.add_argument("--json", type=Path, help="also write every figure as JSON here")
     return parser
@@ -136,6 +144,7 @@ def _measure(args: argparse.Namespace, bootstrap_servers: str, kafka_version: st
         "backlog": None,
         "large": [],
         "distant": [],
+        "peer": [],
     }
     datasets: dict[tuple[str, int], Dataset] = {}
 
@@ -168,6 +177,8 @@ def _measure(args: argparse.Namespace, bootstrap_servers: str, kafka_version: st
             record(measure_worker(bootstrap_servers, sandbox, stream, backend=DEFAULT_BACKEND, processes=processes))
     if args.distant_ms:
         _distant(args, bootstrap_servers, sandbox, dataset("activity", args.events), results)
+    if args.peer:
+        _peer(args, sandbox, dataset("activity", args.events), results)
     _ceilings(args, bootstrap_servers, sandbox, dataset("activity", args.events), results)
     _latency(args, bootstrap_servers, results)
     if args.backlog:
@@ -211,6 +222,19 @@ def _ceilings(
             ceiling = http_ceiling(backend, sandbox.base_url, sandbox.token, requests, WORKER_CONCURRENCY)
             results["ceilings"].append({**ceiling.as_dict(), "kind": "http", "backend": backend})
             say(f"  {ceiling.name}: {ceiling.per_s:,.0f}/s, {ceiling.cpu_us_per_item:,.0f} µs CPU each")
+
+
+def _peer(args: argparse.Namespace, sandbox: SandboxProcess, stream: Dataset, results: Any) -> None:
+    """Benthos on the activity stream, stock and with its idle pool raised, against the same sandbox."""
+    binary = build_benthos(say)
+    for _ in range(args.repeat):
+        for idle_pool in (None, IDLE_POOL):
+            run = measure_benthos(binary, sandbox, stream, idle_pool=idle_pool)
+            results["peer"].append(run.as_dict())
+            say(
+                f"  Benthos {run.variant}: {run.cpu_us_per_event:,.0f} µs CPU/event, {run.seconds:.1f} s, "
+                f"{run.delivered_at_api:,} delivered, {run.dead_lettered:,} dead-lettered"
+            )
 
 
 def _large(args: argparse.Namespace, bootstrap_servers: str, sandbox: SandboxProcess, results: Any) -> None:

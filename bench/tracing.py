@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
 def _section(args: argparse.Namespace, runs: dict[str, list[WorkerRun]], spans: dict[str, list[int]]) -> str:
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        f"{args.events:,} events (activity mix), aiohttp, 1 process, {args.repeat} interleaved rounds, medians; "
-        f"{date}, {os.cpu_count()} cores. `PYTHONPATH=. .venv/bin/python -m bench.tracing`.",
+        f"{args.events:,} events (activity mix), {DEFAULT_BACKEND}, 1 process, {args.repeat} interleaved rounds, "
+        f"medians; {date}, {os.cpu_count()} cores. `PYTHONPATH=. .venv/bin/python -m bench.tracing`.",
         "",
         "| tracing | worker CPU µs/event | runs (µs/event) | events/s | spans exported per run | ledger |",
         "|---|---|---|---|---|---|",

@@ -27,6 +27,7 @@ from tests.support.kafka_broker import KafkaBroker, create_topic
 from tests.support.ledger import CLIENT_LOG, Ledger, produce_all, read_dead_letters
 from tests.support.sandbox_process import SandboxProcess
 from tests.support.worker_process import WorkerProcess, worker_env
+from worker.mics.transport import BACKENDS, DEFAULT_BACKEND
 
 ACTIVITY_TOPIC = "demo.activities"
 MIXED_TOPIC = "demo.events"
@@ -36,7 +37,7 @@ DLQ_TOPIC = "demo.dlq"
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=5000, help="how many events to produce (default 5000)")
-    parser.add_argument("--backend", choices=("aiohttp", "httpx"), default="aiohttp", help="the worker's HTTP client")
+    parser.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND, help="the worker's HTTP client")
     parser.add_argument(
         "--keep",
         action="store_true",

@@ -64,7 +64,7 @@ def _load(report: Report, args: argparse.Namespace) -> list[str]:
         f"behind its schedule; {report.produce_failures} produce failures.",
         f"- Faults (one seeded draw per request): {_faults_text()}; plus a full outage (503 to everything) of "
         f"{OUTAGE_S:g} s every {OUTAGE_EVERY_S / 60:g} min.",
-        f"- Worker: one process, defaults except {_worker_settings_text()}.",
+        f"- Worker: one process, HTTP backend {args.backend}, defaults except {_worker_settings_text()}.",
         "",
     ]
 

@@ -1,6 +1,6 @@
 """The soak: the worker under a steady stream with faults for a long time (default 15 minutes), measured from outside.
 
-    scripts/soak [--minutes 15] [--rate N] [--stall-s 60] [--drain-s 300] [--output soak/RESULTS.md]
+    scripts/soak [--minutes 15] [--rate N] [--stall-s 60] [--drain-s 300] [--backend B] [--output soak/RESULTS.md]
 
 What it does, in order:
 
@@ -53,6 +53,7 @@ from soak.stream import StreamProducer
 from soak.verdict import settle, verdict
 from tests.support.kafka_broker import KafkaBroker, create_topic
 from tests.support.worker_process import WorkerProcess, worker_env
+from worker.mics.transport import BACKENDS, DEFAULT_BACKEND
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain-s", type=float, default=300.0, help="time to catch up after the stream (300)")
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "soak" / "RESULTS.md")
+    parser.add_argument(
+        "--backend", choices=BACKENDS, default=DEFAULT_BACKEND, help=f"HTTP backend (default {DEFAULT_BACKEND})"
+    )
     args = parser.parse_args(argv)
 
     with _broker() as bootstrap_servers:
@@ -74,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             calibrated = None
             rate = args.rate
             if rate is None:
-                calibrated = calibrate(bootstrap_servers, sink, args.partitions, args.calibrate_s)
+                calibrated = calibrate(bootstrap_servers, sink, args.partitions, args.calibrate_s, args.backend)
                 rate = calibrated * args.rate_share
                 print(f"calibrated: {calibrated:.0f} messages/s; soaking at {rate:.0f}/s", flush=True)
             report = soak(bootstrap_servers, sink, args, rate, calibrated)
@@ -104,7 +108,9 @@ def _topics(bootstrap_servers: str, partitions: int) -> tuple[str, str, str]:
     return names[0], names[1], names[2]
 
 
-def _worker(bootstrap_servers: str, sink: SinkProcess, topics: tuple[str, str, str], group: str) -> WorkerProcess:
+def _worker(
+    bootstrap_servers: str, sink: SinkProcess, topics: tuple[str, str, str], group: str, backend: str
+) -> WorkerProcess:
     activities, mixed, dlq = topics
     env = worker_env(
         bootstrap_servers=bootstrap_servers,
@@ -116,18 +122,19 @@ def _worker(bootstrap_servers: str, sink: SinkProcess, topics: tuple[str, str, s
         group_id=group,
         datamart=DATAMART,
         **WORKER_SETTINGS,
+        HTTP_BACKEND=backend,
     )
     return WorkerProcess(env).start()
 
 
-def calibrate(bootstrap_servers: str, sink: SinkProcess, partitions: int, measure_s: float) -> float:
+def calibrate(bootstrap_servers: str, sink: SinkProcess, partitions: int, measure_s: float, backend: str) -> float:
     """Messages/s one worker sustains draining a backlog with no faults (the soak's 'benchmark throughput')."""
     topics = _topics(bootstrap_servers, partitions)
     backlog = 40_000
     producer = StreamProducer(bootstrap_servers, topics[0], topics[1], rate_per_s=1e9, seed=101)
     producer.start(backlog)
     producer.join()
-    worker = _worker(bootstrap_servers, sink, topics, f"soak-calibration-{uuid.uuid4().hex[:8]}")
+    worker = _worker(bootstrap_servers, sink, topics, f"soak-calibration-{uuid.uuid4().hex[:8]}", backend)
     try:
         worker.wait_until(lambda: worker.metric_sum(OUTCOMES) >= 2000, 120, "the calibration to get going")
         first, began = worker.metric_sum(OUTCOMES), time.monotonic()
@@ -160,7 +167,7 @@ def soak(
     group = f"soak-{uuid.uuid4().hex[:8]}"
     sink.set_faults(**SOAK_FAULTS)
     sink.call("PUT", "/_sandbox/rate_limit", {"rate": round(rate * RATE_LIMIT_SHARE, 1)})
-    worker = _worker(bootstrap_servers, sink, topics, group)
+    worker = _worker(bootstrap_servers, sink, topics, group, args.backend)
     partitions = [TopicPartition(topic, p) for topic in topics[:2] for p in range(args.partitions)]
     probe = LagProbe(bootstrap_servers, group, partitions)
     try:

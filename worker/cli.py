@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from worker import __version__
+from worker.backfill.command import add_backfill_command
 from worker.config import ConfigError, WorkerConfig
 from worker.env import Env
 
@@ -68,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     config.set_defaults(handler=_config)
     _add_validate(commands)
     _add_dlq(commands)
+    add_backfill_command(commands)
     return parser
 
 

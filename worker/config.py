@@ -19,7 +19,7 @@ from worker.input_settings import FramingSettings, TokenSettings, framing_settin
 from worker.kafka_properties import KAFKA_PREFIX, kafka_properties, property_problems
 from worker.mics.auth import ApiToken
 from worker.mics.statuses import DEFAULT_TABLE, StatusTable, parse_status_classes
-from worker.mics.transport import Timeouts
+from worker.mics.transport import BACKENDS, DEFAULT_BACKEND, Timeouts
 from worker.retry import RetryPolicy
 from worker.sensitive import MASK, is_secret_kafka_property
 from worker.tracing.settings import TracingSettings
@@ -30,6 +30,7 @@ __all__ = [
     "ENV_PREFIX",
     "KAFKA_PREFIX",
     "ROUTE_MODES",
+    "BackfillSettings",
     "ConfigError",
     "DlqGuardSettings",
     "RouteMode",
@@ -50,6 +51,21 @@ class DlqGuardSettings:
     cooldown_s: float = 60.0
 
 
+@dataclass(frozen=True, slots=True)
+class BackfillSettings:
+    """`mics-worker backfill`'s limits (docs/backfill.md); each counts what its name says."""
+
+    max_records: int = 50_000  # lines per execution
+    max_bytes: int = 32 * 1024 * 1024  # NDJSON bytes per execution (the API recommends at most 100 MB a file)
+    max_pending: int = 4  # executions uploaded and not yet ended
+    poll_interval_s: float = 2.0  # between two reads of an execution's status
+    execution_timeout_s: float = 3600.0  # following one execution, from its upload to its end
+    execution_attempts: int = 3  # uploads of the same lines while their executions end FAILED
+    http_timeout_s: float = 300.0  # one request, an upload included
+    max_held: int = 200_000  # done records held above a checkpoint mark before open batches are sent early
+    profile_format: Literal["force_replace", "update_strategy"] = "force_replace"
+
+
 @dataclass(frozen=True)  # no slots: `cls.<field>` must read the defaults in from_env
 class WorkerConfig:
     """Everything the worker needs to run; build it with `from_env`."""
@@ -64,7 +80,7 @@ class WorkerConfig:
     api_base_url: str = "https://api.mediarithmics.com"
     default_datamart_id: str | None = None
     allowed_datamarts: frozenset[str] = frozenset()
-    http_backend: str = "aiohttp"
+    http_backend: str = DEFAULT_BACKEND
     health_host: str = "0.0.0.0"  # noqa: S104 - the probe and Prometheus reach the pod from outside
     health_port: int = 9102
     log_format: Literal["json", "text"] = "json"
@@ -90,6 +106,7 @@ class WorkerConfig:
     tokens: TokenSettings = field(default_factory=TokenSettings)
     kafka_properties: Mapping[str, str] = field(default_factory=dict)
     tracing: TracingSettings = field(default_factory=TracingSettings)
+    backfill: BackfillSettings = field(default_factory=BackfillSettings)
 
     def __repr__(self) -> str:
         kafka = {k: (MASK if is_secret_kafka_property(k) else v) for k, v in self.kafka_properties.items()}
@@ -147,7 +164,7 @@ class WorkerConfig:
         base_url = env.text("API_BASE_URL", cls.api_base_url)
         check_base_url(env, base_url)
         token, tokens = token_settings(env, env.environ)
-        backend = env.choice("HTTP_BACKEND", ("aiohttp", "httpx"), cls.http_backend)
+        backend = env.choice("HTTP_BACKEND", BACKENDS, cls.http_backend)
         log_format = env.choice("LOG_FORMAT", ("json", "text"), cls.log_format)
         group_protocol = env.choice("GROUP_PROTOCOL", ("classic", "consumer"), cls.group_protocol)
         retry = _retry_policy(env)
@@ -198,6 +215,7 @@ class WorkerConfig:
                 enabled=env.choice("TRACING", ("on", "off"), "off") == "on",
                 propagate_to_api=env.choice("TRACING_PROPAGATE_TO_API", ("on", "off"), "off") == "on",
             ),
+            backfill=_backfill_settings(env),
         )
         # Every setting was read (so every problem is known) before any is judged: a bad one read as its default.
         return None if env.problems or token is None else config
@@ -230,6 +248,24 @@ def _retry_policy(env: Env) -> RetryPolicy:
     except ValueError as exc:
         env.cross_problem(f"{ENV_PREFIX}RETRY_*: {exc}", "RETRY_MAX_DELAY_S", "RETRY_BASE_DELAY_S")
         return _RETRY
+
+
+def _backfill_settings(env: Env) -> BackfillSettings:
+    base = BackfillSettings()
+    return BackfillSettings(
+        max_records=env.integer("BACKFILL_MAX_RECORDS", base.max_records, minimum=1, maximum=10_000_000),
+        max_bytes=env.integer("BACKFILL_MAX_BYTES", base.max_bytes, minimum=1024, maximum=100 * 1024 * 1024),
+        max_pending=env.integer("BACKFILL_MAX_PENDING_EXECUTIONS", base.max_pending, minimum=1, maximum=64),
+        poll_interval_s=env.number("BACKFILL_POLL_INTERVAL_S", base.poll_interval_s, minimum=0.01),
+        execution_timeout_s=env.number("BACKFILL_EXECUTION_TIMEOUT_S", base.execution_timeout_s, minimum=1.0),
+        execution_attempts=env.integer("BACKFILL_EXECUTION_ATTEMPTS", base.execution_attempts, minimum=1, maximum=100),
+        http_timeout_s=env.number("BACKFILL_HTTP_TIMEOUT_S", base.http_timeout_s, minimum=1.0),
+        max_held=env.integer("BACKFILL_MAX_HELD", base.max_held, minimum=1000),
+        profile_format=cast(
+            Literal["force_replace", "update_strategy"],
+            env.choice("BACKFILL_PROFILE_FORMAT", ("force_replace", "update_strategy"), base.profile_format),
+        ),
+    )
 
 
 def _guard_settings(env: Env) -> DlqGuardSettings:

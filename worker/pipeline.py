@@ -273,6 +273,14 @@ class Pipeline:
             self._watch.tick()
 
     def _dispatch(self, messages: list[Message]) -> None:
+        consumed: dict[str, int] = {}  # counted per topic once per batch: one metric increment, not one a message
+        try:
+            self._dispatch_each(messages, consumed)
+        finally:
+            for topic, count in consumed.items():
+                self._metrics.consumed(topic, count)
+
+    def _dispatch_each(self, messages: list[Message], consumed: dict[str, int]) -> None:
         for message in messages:
             error = message.error()
             if error is not None:
@@ -294,7 +302,7 @@ class Pipeline:
             if self._tracing.enabled:
                 pending.trace = self._tracing.begin(message, topic, partition_id, offset)
             self._outcomes.summary.consumed += 1
-            self._metrics.consumed(topic)
+            consumed[topic] = consumed.get(topic, 0) + 1
             if isinstance(plan, Rejection) and not self._flow.halted:
                 self._outcomes.reject(pending, plan)
             else:

@@ -170,7 +170,7 @@ class TestDefaultRelease:
             "MICS_WORKER_ROUTES": "mics-events=envelope",
             "MICS_WORKER_DLQ_TOPIC": "mics-worker-dlq",
             "MICS_WORKER_API_BASE_URL": "https://api.mediarithmics.com",
-            "MICS_WORKER_HTTP_BACKEND": "aiohttp",
+            "MICS_WORKER_HTTP_BACKEND": "pyreqwest",
             "MICS_WORKER_HEALTH_PORT": "9102",
             "MICS_WORKER_LOG_FORMAT": "json",
             "MICS_WORKER_LOG_LEVEL": "INFO",

@@ -5,7 +5,9 @@ Every endpoint meets every outcome class the API can produce: success, 400 with 
 a refused connection and the raw path the server receives for hostile values.
 """
 
+import asyncio
 import socket
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit
 
@@ -246,3 +248,57 @@ class TestRawPathAtTheServer:
         assert sandbox.requests()[-1]["raw_path"] == expected.path
         stored = sandbox.documents()["choices"][0]
         assert (stored["processing_id"], stored["user_point"]) == (nasty, selector.value)
+
+
+class RawPeer:
+    """A TCP server that reads one request head, answers ``reply`` raw, then resets the connection (RST)."""
+
+    def __init__(self, reply: bytes) -> None:
+        self._reply = reply
+        self.requests = 0
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        self.requests += 1
+        writer.write(self._reply)
+        await writer.drain()
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()
+
+    async def post(self, backend: str) -> ApiResult:
+        server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        try:
+            port = server.sockets[0].getsockname()[1]
+            async with MicsClient(
+                make_transport(backend, FAST, max_connections=1), f"http://127.0.0.1:{port}", ApiToken("t0ken")
+            ) as mics:
+                return await mics.post_activity(DATAMART, ACTIVITY)
+        finally:
+            server.close()
+            await server.wait_closed()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_reset_after_the_request_was_read_is_not_a_connect_error(backend: str) -> None:
+    """A reset once the server has read the request is connection_reset: it may have been acted on."""
+    peer = RawPeer(b"")
+    result = await peer.post(backend)
+    assert peer.requests == 1
+    assert (result.kind, result.status, result.reason) == (OutcomeKind.RETRYABLE, None, "connection_reset")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_reset_part_way_through_the_body_is_a_connection_reset(backend: str) -> None:
+    """A response cut off after its head, inside a declared body, is a retryable connection_reset."""
+    peer = RawPeer(b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"sta')
+    result = await peer.post(backend)
+    assert (result.kind, result.status, result.reason) == (OutcomeKind.RETRYABLE, None, "connection_reset")
+
+
+# httpx reports an unreadable status line as its RemoteProtocolError, which it also raises for a peer that
+# closed without answering; its backend maps that type to connection_reset, so it is not listed here.
+@pytest.mark.parametrize("backend", ["aiohttp", "pyreqwest"])
+async def test_an_answer_that_is_not_http_is_a_protocol_error(backend: str) -> None:
+    """Bytes that are not an HTTP response are a retryable protocol_error."""
+    result = await RawPeer(b"NOT HTTP AT ALL\r\n\r\n").post(backend)
+    assert (result.kind, result.status, result.reason) == (OutcomeKind.RETRYABLE, None, "protocol_error")

@@ -1,6 +1,6 @@
 """The one small HTTP interface both backends implement, and the failures it may raise.
 
-The client depends on this protocol only, so the HTTP library is a deployment choice
+The client depends on this protocol only, so the HTTP library (aiohttp, httpx, pyreqwest) is a deployment choice
 (``MICS_WORKER_HTTP_BACKEND``), measured in ``bench/HTTP_BACKENDS.md``.
 
 Exception tree (every one is chained ``from`` the library's own exception)::
@@ -20,9 +20,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-BACKENDS: Final = ("aiohttp", "httpx")
-# aiohttp measured several times faster than httpx on every concurrency level (bench/HTTP_BACKENDS.md).
-DEFAULT_BACKEND: Final = "aiohttp"
+BACKENDS: Final = ("aiohttp", "httpx", "pyreqwest")
+# pyreqwest spends the least CPU per event end to end and passes the contract and API-storm suites
+# (bench/RESULTS.md, "Issue 16"); aiohttp is the fallback, httpx an order of magnitude slower.
+DEFAULT_BACKEND: Final = "pyreqwest"
 
 
 class TransportError(Exception):
@@ -98,4 +99,8 @@ def make_transport(backend: str, timeouts: Timeouts, max_connections: int) -> Tr
         from worker.mics.httpx_backend import HttpxTransport  # noqa: PLC0415 - import only the chosen library
 
         return HttpxTransport(timeouts, max_connections)
+    if backend == "pyreqwest":
+        from worker.mics.pyreqwest_backend import PyreqwestTransport  # noqa: PLC0415 - import only the chosen library
+
+        return PyreqwestTransport(timeouts, max_connections)
     raise ValueError(f"unknown HTTP backend {backend!r}; expected one of {', '.join(BACKENDS)}")

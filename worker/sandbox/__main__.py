@@ -19,6 +19,7 @@ import uvloop
 
 from worker.sandbox.admin import TokenError, check_token
 from worker.sandbox.faults import FaultSettings, FaultSettingsError
+from worker.sandbox.imports import add_import_arguments, import_settings
 from worker.sandbox.ratelimit import DEFAULT_ARRIVALS_KEPT, RateLimitSettings, RateLimitSettingsError, parse_rate
 from worker.sandbox.server import SandboxServer
 from worker.sandbox.state import MIB, SandboxSettings
@@ -122,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="arrival times kept for GET /_sandbox/arrivals, admitted and throttled each (default: %(default)s)",
     )
+    add_import_arguments(parser)
     return parser
 
 
@@ -191,9 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             record=args.record_arrivals,
             arrivals_kept=args.arrivals_kept,
         )
+        imports = import_settings(args)
     except TokenError as exc:
         parser.error(f"{exc} (pass --token or set {TOKEN_ENV})")
-    except (FaultSettingsError, RateLimitSettingsError) as exc:
+    except (FaultSettingsError, RateLimitSettingsError, ValueError) as exc:
         parser.error(str(exc))
     settings = SandboxSettings(
         token=token,
@@ -204,6 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         faults=faults,
         rate_limit=rate_limit,
+        imports=imports,
     )
     checker = None if args.minimal else Validators.load()
     uvloop.run(_serve(SandboxServer(settings, checker), args))

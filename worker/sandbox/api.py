@@ -24,6 +24,7 @@ from worker.mics.selectors import id_text
 from worker.sandbox import replies
 from worker.sandbox.bodies import read_capped
 from worker.sandbox.faults import Fault
+from worker.sandbox.imports import DocumentImportsApi, is_import_path
 from worker.sandbox.paths import (
     ActivityTarget,
     ChoiceTarget,
@@ -81,6 +82,8 @@ class TrackingApi:
         self._state = state
         self._checker = checker
         self._limiter = state.limiter  # never replaced: reset() and updates change it in place
+        settings = state.settings
+        self._imports = DocumentImportsApi(state.imports, state.store, settings.imports, checker, settings.seed)
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         """Answer (or, when a fault says so, drop) one API request, and journal it."""
@@ -178,6 +181,8 @@ class TrackingApi:
         if isinstance(target, MalformedPath):
             raise _reject(400, f"Malformed path: {target}")
         if isinstance(target, UnknownPath):
+            if is_import_path(request.raw_path.partition("?")[0]):
+                return await self._imports.answer(request)
             raise _reject(404, f"{replies.NOT_FOUND}: {target}")
         if route is Route.UNKNOWN:
             allow = ", ".join(allowed_methods(target))

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from worker.sandbox.faults import FaultInjector, FaultSettings
+from worker.sandbox.imports import ImportRegistry, ImportSettings
 from worker.sandbox.journal import DEFAULT_CAPACITY, Journal
 from worker.sandbox.ratelimit import RateLimiter, RateLimitSettings
 from worker.sandbox.registry import SchemaRegistryStub
@@ -30,6 +31,7 @@ class SandboxSettings:
     seed: int | None = None
     faults: FaultSettings = field(default_factory=FaultSettings)
     rate_limit: RateLimitSettings = field(default_factory=RateLimitSettings)
+    imports: ImportSettings = field(default_factory=ImportSettings)
 
 
 class SandboxState:
@@ -44,6 +46,7 @@ class SandboxState:
         self.faults = FaultInjector(settings.faults, seed=settings.seed)
         self.limiter = RateLimiter(settings.rate_limit)
         self.registry = SchemaRegistryStub()
+        self.imports = ImportRegistry()
 
     @property
     def token(self) -> str:
@@ -75,3 +78,4 @@ class SandboxState:
         self.faults.reset()
         self.limiter.reset()
         self.registry.clear()
+        self.imports.clear()
