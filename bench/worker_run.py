@@ -175,10 +175,12 @@ def measure_worker(
     processes: int = 1,
     extra_env: dict[str, str] | None = None,
     api_latency_ms: float = 0.0,
+    raw_env: dict[str, str] | None = None,
 ) -> WorkerRun:
     """Run the worker over `dataset` until every message is committed; measure it and settle the ledger.
 
-    `api_latency_ms` makes the sandbox answer every request that much later: an API that far away."""
+    `api_latency_ms` makes the sandbox answer every request that much later: an API that far away. `extra_env` adds
+    `MICS_WORKER_<NAME>` settings, `raw_env` variables as named (`OTEL_*`)."""
     sandbox.reset()
     if api_latency_ms:
         sandbox.set_faults(latency_ms=api_latency_ms)
@@ -192,6 +194,7 @@ def measure_worker(
         **dataset.worker_settings(),
         **(extra_env or {}),
     )
+    env.update(raw_env or {})
     group_id, dlq_topic = env["MICS_WORKER_GROUP_ID"], env["MICS_WORKER_DLQ_TOPIC"]
     args = ("--processes", str(processes)) if processes > 1 else ()
     watcher = CommitWatcher(bootstrap_servers, group_id, dataset.end_offsets)

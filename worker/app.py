@@ -24,12 +24,13 @@ from worker.kafka import (
 )
 from worker.logs import configure_logging, register_secret
 from worker.metrics import WorkerMetrics
-from worker.mics.client import MicsClient
+from worker.mics.client import ApiPaths, MicsClient
 from worker.mics.transport import make_transport
 from worker.pipeline import Pipeline, RunSummary
 from worker.rebalance import RebalanceBridge
 from worker.registry import SchemaRegistry, make_registry
 from worker.sensitive import MASK, is_secret_kafka_property
+from worker.tracing import NO_TRACING, Tracing
 from worker.validation import Validators
 
 __all__ = ["StartupError", "format_summary", "run_worker"]
@@ -43,13 +44,19 @@ class StartupError(RuntimeError):
 
 def run_worker(config: WorkerConfig) -> RunSummary:
     """Run one consumer-group member until SIGTERM/SIGINT; a second SIGINT exits at once."""
-    configure_logging(config.log_format, config.log_level, secrets=[config.api_token.header_value()])
+    configure_logging(
+        config.log_format,
+        config.log_level,
+        secrets=[config.api_token.header_value()],
+        trace_ids=config.tracing.enabled,
+    )
     log.info("starting with %r", config)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         return runner.run(_run(config))
 
 
 async def _run(config: WorkerConfig) -> RunSummary:
+    tracing = _tracing(config)  # first: a bad OTEL_* setting stops the start before anything is opened
     registry = CollectorRegistry()
     metrics = WorkerMetrics(registry, librdkafka_version=confluent_kafka.libversion()[0])
     health = Health()
@@ -82,6 +89,7 @@ async def _run(config: WorkerConfig) -> RunSummary:
         validators=validators,
         metrics=metrics,
         health=health,
+        tracing=tracing,
         registry=_registry(config),
     )
     callbacks.bridge = bridge = pipeline.bridge()
@@ -90,6 +98,23 @@ async def _run(config: WorkerConfig) -> RunSummary:
         return await pipeline.run(bridge)
     finally:
         server.stop()
+        await asyncio.get_running_loop().run_in_executor(None, tracing.shutdown)
+
+
+def _tracing(config: WorkerConfig) -> Tracing:
+    """The OpenTelemetry SDK when `MICS_WORKER_TRACING=on` (imported only then), else the no-op tracing."""
+    if not config.tracing.enabled:
+        return NO_TRACING
+    from worker.tracing.setup import TracingSetupError, start_tracing  # noqa: PLC0415 - only when tracing is on
+
+    paths = ApiPaths(config.api_base_url)
+    endpoints = {route: paths.template(route) for route in ("activity", "profile", "choice")}
+    try:
+        tracing = start_tracing(config.tracing, group_id=config.group_id, endpoints=endpoints)
+    except TracingSetupError as exc:
+        raise StartupError(f"tracing: {exc}") from None
+    log.info("tracing on (OpenTelemetry; OTEL_* variables configure the exporter and sampler)")
+    return tracing
 
 
 def _start_health_server(server: HealthServer, config: WorkerConfig) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from worker.offsets import PartitionOffsets
+from worker.tracing.noop import NO_TRACE, MessageTrace
 
 if TYPE_CHECKING:
     from worker.framed_plan import AwaitingSchema
@@ -76,7 +77,7 @@ class Partition:
 class Pending:
     """One taken message between consume and its final outcome."""
 
-    __slots__ = ("message", "offset", "partition", "plan", "size")
+    __slots__ = ("message", "offset", "partition", "plan", "size", "trace")
 
     def __init__(self, message: Message, offset: int, partition: Partition, size: int) -> None:
         self.message = message
@@ -84,6 +85,7 @@ class Pending:
         self.partition = partition
         self.size = size
         self.plan: Job | Rejection | AwaitingSchema | None = None
+        self.trace: MessageTrace = NO_TRACE  # its spans, when tracing is on
 
 
 def record_size(message: Message) -> int:

@@ -22,6 +22,7 @@ from worker.mics.statuses import DEFAULT_TABLE, StatusTable, parse_status_classe
 from worker.mics.transport import BACKENDS, DEFAULT_BACKEND, Timeouts
 from worker.retry import RetryPolicy
 from worker.sensitive import MASK, is_secret_kafka_property
+from worker.tracing.settings import TracingSettings
 from worker.traffic.ratelimit import parse_rate_limits
 from worker.traffic.settings import TrafficSettings
 
@@ -104,6 +105,7 @@ class WorkerConfig:
     framing: FramingSettings = field(default_factory=FramingSettings)
     tokens: TokenSettings = field(default_factory=TokenSettings)
     kafka_properties: Mapping[str, str] = field(default_factory=dict)
+    tracing: TracingSettings = field(default_factory=TracingSettings)
     backfill: BackfillSettings = field(default_factory=BackfillSettings)
 
     def __repr__(self) -> str:
@@ -209,6 +211,10 @@ class WorkerConfig:
             framing=framing_settings(env),
             tokens=tokens,
             kafka_properties=properties,
+            tracing=TracingSettings(
+                enabled=env.choice("TRACING", ("on", "off"), "off") == "on",
+                propagate_to_api=env.choice("TRACING_PROPAGATE_TO_API", ("on", "off"), "off") == "on",
+            ),
             backfill=_backfill_settings(env),
         )
         # Every setting was read (so every problem is known) before any is judged: a bad one read as its default.

@@ -5,7 +5,9 @@ the rest use the documented `mics.dlq.` prefix. Header values are UTF-8 text, wh
 
 The worker's context is authoritative. A producer may send headers under the reserved prefixes (`__connect.errors.`,
 `mics.`) too; those are kept, renamed to `mics.original.<name>`, so no header of the source record can ever be read as
-the worker's own context, and `dlq replay` restores the original names.
+the worker's own context, and `dlq replay` restores the original names. The same holds for the W3C trace context: a
+source `traceparent` / `tracestate` (any case) is kept as `mics.original.traceparent`, and a `traceparent` on the DLQ
+record is the worker's own (its dead-letter span, when tracing is on), which a replay carries on.
 
 A record too large for the DLQ in any part (value, key or headers) is written once more in a *reduced* form whose
 size is bounded by construction: value and key cut to their first bytes, the original headers dropped when they are
@@ -20,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from worker import __version__
+from worker.tracing.propagation import TRACE_HEADERS
 
 __all__ = [
     "CONNECT_PREFIX",
@@ -108,10 +111,13 @@ def dead_letter_record(
     key: bytes | None,
     value: bytes | None,
     original_headers: Iterable[tuple[str, str | bytes | None]],
+    trace_headers: Iterable[tuple[str, bytes | None]] = (),
 ) -> DeadLetterRecord:
-    """The full record: the source key and value byte for byte, its headers (reserved names escaped), the context."""
+    """The full record: the source key and value byte for byte, its headers (reserved names escaped), the context
+    and the worker's trace context (`traceparent` of its dead-letter span; none when tracing is off)."""
     headers: Headers = [(escape_name(name), _bytes(data)) for name, data in original_headers]
     headers.extend(context_headers(topic, partition, offset, letter))
+    headers.extend(trace_headers)
     return DeadLetterRecord(key, value, headers)
 
 
@@ -174,13 +180,17 @@ def header_text(text: str) -> bytes:
 
 
 def is_context_header(name: str) -> bool:
-    """Whether a header was added by a dead-lettering (so a replay strips it and readers trust it)."""
-    return name.startswith((CONNECT_PREFIX, MICS_PREFIX))
+    """Whether a header was added by a dead-lettering (so readers trust it; a replay strips it, but carries the
+    worker's trace context on)."""
+    return name.startswith((CONNECT_PREFIX, MICS_PREFIX)) or name in TRACE_HEADERS
 
 
 def escape_name(name: str) -> str:
-    """A source header's name as kept on the DLQ record: reserved names gain the `mics.original.` prefix."""
-    return ESCAPED_PREFIX + name if name.startswith(RESERVED_PREFIXES) else name
+    """A source header's name as kept on the DLQ record: reserved names and the trace context's (any case) gain
+    the `mics.original.` prefix."""
+    if name.startswith(RESERVED_PREFIXES) or name.lower() in TRACE_HEADERS:
+        return ESCAPED_PREFIX + name
+    return name
 
 
 def unescape_name(name: str) -> str:

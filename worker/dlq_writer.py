@@ -79,6 +79,7 @@ class DeadLetterWriter:
             key=message.key(),
             value=message.value(),
             original_headers=pairs,
+            trace_headers=pending.trace.dead_letter_started(self._topic, letter.reason),
         )
         self._produce(pending, letter, record)
 
@@ -114,6 +115,7 @@ class DeadLetterWriter:
 
     def _reduced(self, pending: Pending, record: DeadLetterRecord) -> DeadLetterRecord:
         topic, partition = pending.partition.key
+        pending.trace.dead_letter_event("reduced", "the record is too large for the dead-letter topic")
         log.warning(
             "the dead letter of %s[%d]@%d is too large for %s: writing its reduced form",
             topic,
@@ -142,6 +144,7 @@ class DeadLetterWriter:
     def _failed(self, pending: Pending, letter: DeadLetter, record: DeadLetterRecord, why: str) -> None:
         """Keep the record and its offset open; hold the worker until the DLQ takes writes again."""
         self._metrics.dlq_write(False)
+        pending.trace.dead_letter_event("failed", why)
         conditions = self._flow.conditions
         conditions.set("dlq_unwritable", self._topic, True, f"{why}: holding, nothing is committed past it")
         conditions.count("dlq_unwritable", self._topic, "failed_writes")

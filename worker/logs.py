@@ -192,11 +192,13 @@ def configure_logging(
     secrets: Sequence[str] = (),
     *,
     stream: TextIO | None = None,
+    trace_ids: bool = False,
 ) -> None:
     """Install the worker's handler on the root logger (replacing a previous one), writing to stderr.
 
     Stdout stays free for the output of CLI sub-commands such as ``dlq inspect``. Calling it again swaps
-    the format and level, and adds ``secrets`` to the ones already masked.
+    the format and level, and adds ``secrets`` to the ones already masked. ``trace_ids`` (tracing on) adds the
+    current span's ``trace_id`` and ``span_id`` to every line logged while one is current.
     """
     if fmt not in ("json", "text"):
         raise ValueError(f"unknown log format {fmt!r}")
@@ -207,6 +209,10 @@ def configure_logging(
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(MaskingFormatter(inner, _active_mask))
+    if trace_ids:
+        from worker.tracing.logs import TraceIdFilter  # noqa: PLC0415 - imports OpenTelemetry: only when tracing
+
+        handler.addFilter(TraceIdFilter())
     root = logging.getLogger()
     for previous in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
         root.removeHandler(previous)

@@ -83,6 +83,7 @@ class Outcomes:
             self._metrics.end_to_end(route, max(0.0, time.time() - timestamp_ms / 1000))
         self._guard.record(False)
         self._assignment.complete(pending.partition, pending.offset, pending.size)
+        pending.trace.finish("delivered")
 
     def reject(self, pending: Pending, rejection: Rejection) -> None:
         if rejection.reason == "schema_invalid":
@@ -104,7 +105,9 @@ class Outcomes:
         self.summary.dead_lettered[letter.reason] += 1
         self._metrics.dead_lettered(letter.route or "unknown", letter.reason)
         self._assignment.complete(pending.partition, pending.offset, pending.size)
+        pending.trace.finish("dead_lettered", letter.reason)
 
     def abandon(self, pending: Pending) -> None:
         """The partition goes to another member, or the worker stops: the message stays uncommitted."""
         self._assignment.abandon(pending.partition, pending.size)
+        pending.trace.finish("abandoned")

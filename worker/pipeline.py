@@ -11,7 +11,8 @@ flight — and then its offset, and every later one of its partition, is not com
 - retries, the retry budget and the credentials gate: `sender`, `credentials`;
 - flow control towards the API (adaptive concurrency, shared backoff, circuit, halts, rate limits): `traffic`;
 - dead letters (produce, acknowledgement, reduced form, backlog): `dlq_writer`, record format `deadletter`;
-- holds ("stop, don't spill") and per-partition backpressure: `flow`.
+- holds ("stop, don't spill") and per-partition backpressure: `flow`;
+- a trace per message (off by default: `NO_TRACING` then, which builds nothing): `tracing`.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from worker.rebalance import RebalanceBridge
 from worker.registry import SchemaRegistry
 from worker.routing import Job, Rejection, TopicRouter, plan_message
 from worker.sender import Finish, Sender
+from worker.tracing import NO_TRACING, Tracing
 from worker.traffic.control import Traffic
 from worker.validation import Validators
 from worker.waits import first_of
@@ -87,9 +89,11 @@ class Pipeline:
         metrics: WorkerMetrics,
         health: Health,
         rng: random.Random | None = None,
+        tracing: Tracing = NO_TRACING,
         registry: SchemaRegistry | None = None,
     ) -> None:
         self._config = config
+        self._tracing = tracing
         self._consumer = consumer
         self._producer = producer
         self._client = client
@@ -295,6 +299,8 @@ class Pipeline:
                 continue  # fetched before a revoke, or a redelivery of a message already taken
             pending = Pending(message, offset, partition, size)
             pending.plan = plan
+            if self._tracing.enabled:
+                pending.trace = self._tracing.begin(message, topic, partition_id, offset)
             self._outcomes.summary.consumed += 1
             consumed[topic] = consumed.get(topic, 0) + 1
             if isinstance(plan, Rejection) and not self._flow.halted:
@@ -311,12 +317,25 @@ class Pipeline:
 
     async def _process(self, pending: Pending) -> bool:
         """One message to its outcome; False when it was given up (its lane gives up the rest)."""
-        partition = pending.partition
+        trace = pending.trace
+        token = trace.activate()
+        try:
+            return await self._process_traced(pending)
+        except asyncio.CancelledError:  # the drain ran out: the message stays uncommitted, its span must still end
+            trace.finish("abandoned")
+            raise
+        finally:
+            trace.deactivate(token)
+
+    async def _process_traced(self, pending: Pending) -> bool:
+        partition, trace = pending.partition, pending.trace
         while self._flow.halted:  # a hold may end and start again before this task runs: look again each time
             if partition.draining.is_set():
                 self._outcomes.abandon(pending)
                 return False
+            started = time.monotonic() if trace.recording else 0.0
             await first_of(self._flow.running, partition.draining)
+            trace.waited("hold", started)
         plan = pending.plan
         if isinstance(plan, AwaitingSchema):
             resolved = await self._planner.plan_framed(plan, partition.draining)
@@ -328,7 +347,7 @@ class Pipeline:
             self._outcomes.reject(pending, plan)
             return True
         assert plan is not None
-        outcome = await self._sender.send(plan, partition)
+        outcome = await self._sender.send(plan, partition, trace)
         if outcome is Finish.DELIVERED:
             self._outcomes.delivered(pending, plan.route)
             return True

@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import enum
 import random
+import time
+from collections.abc import Mapping
 
 from worker.assignment import Partition
 from worker.credentials import MAX_REFUSALS, CredentialsGate
@@ -29,6 +31,7 @@ from worker.mics.client import MicsClient
 from worker.mics.errors import ApiResult, OutcomeKind
 from worker.retry import RetryPolicy
 from worker.routing import Job, Rejection
+from worker.tracing import NO_TRACE, AttemptTrace, MessageTrace
 from worker.traffic.control import RouteTraffic, Traffic
 from worker.waits import sleep_unless
 
@@ -69,26 +72,32 @@ class Sender:
         self._never = asyncio.Event()  # pacing waits end with the drain's deadline (task cancellation), not its start
 
     async def send(  # noqa: PLR0911, PLR0912 - one return per fate
-        self, job: Job, partition: Partition
+        self, job: Job, partition: Partition, trace: MessageTrace = NO_TRACE
     ) -> Outcome:
         """Send until the job is delivered, dead-lettered or given up (its partition was handed over)."""
         route, datamart, policy = job.route, job.datamart_id, self._policy
         lane = self._traffic.routes[route]
         draining = partition.draining
-        attempts = refusals = 0
+        attempts = refusals = sent = 0
         budget_s = 0.0  # the message's own request time and backoff sleeps
         while True:
             if partition.handed_over:
                 return Finish.ABANDONED
-            if self._gate.is_held(datamart) and not await self._gate.wait(datamart, draining):
-                return Finish.ABANDONED
+            if self._gate.is_held(datamart):
+                started = time.monotonic() if trace.recording else 0.0
+                if not await self._gate.wait(datamart, draining):
+                    return Finish.ABANDONED
+                trace.waited("credentials", started)
+            started = time.monotonic() if trace.recording else 0.0
             ticket = await self._traffic.admit(lane, datamart, draining, self._never)
             if ticket is None:
                 return Finish.ABANDONED
+            trace.waited("flow_control", started)
             if _handed_over(partition):  # the revoke's drain ended while it waited for a slot: the next owner has it
                 self._traffic.abandon(lane, datamart, ticket)
                 return Finish.ABANDONED
-            result = await self._request(job, lane, datamart, ticket)
+            result = await self._request(job, lane, datamart, ticket, trace.attempt(route, sent))
+            sent += 1
             counted = self._traffic.record(lane, datamart, ticket, result)
             kind = result.kind
             if kind is OutcomeKind.SUCCESS:
@@ -113,20 +122,29 @@ class Sender:
             if draining.is_set():
                 return Finish.ABANDONED
             self._metrics.retry(route, result.reason)
+            trace.retry_scheduled(attempts, delay, result.reason)
             if not await sleep_unless(draining, delay):
                 return Finish.ABANDONED
             budget_s += delay
 
-    async def _request(self, job: Job, lane: RouteTraffic, datamart: str, ticket: int) -> ApiResult:
+    async def _request(
+        self, job: Job, lane: RouteTraffic, datamart: str, ticket: int, attempt: AttemptTrace
+    ) -> ApiResult:
         """The request itself, under the global cap; an admitted request given up here returns its slot."""
         try:
             async with self._concurrency:
-                result = await send_job(self._client, job)
+                result = await send_job(self._client, job, attempt.request_headers)
         except BaseException:
             self._traffic.abandon(lane, datamart, ticket)
+            attempt.end(_CANCELLED)
             raise
+        attempt.end(result)
         self._metrics.http(job.route, result.status, result.elapsed_s)
         return result
+
+
+_CANCELLED = ApiResult(OutcomeKind.RETRYABLE, None, "cancelled", None, None, None, None, None, 0.0)
+"""What an attempt span records when its request was cancelled (the drain ran out) before an answer."""
 
 
 def _handed_over(partition: Partition) -> bool:
@@ -134,19 +152,26 @@ def _handed_over(partition: Partition) -> bool:
     return partition.handed_over
 
 
-async def send_job(client: MicsClient, job: Job) -> ApiResult:
-    """Make the one API call a planned message stands for."""
+async def send_job(client: MicsClient, job: Job, trace_headers: Mapping[str, str] | None = None) -> ApiResult:
+    """Make the one API call a planned message stands for (`trace_headers`: propagated trace context, if any)."""
     if job.route == "activity":
-        return await client.post_activity(job.datamart_id, job.body)
+        return await client.post_activity(job.datamart_id, job.body, trace_headers=trace_headers)
     assert job.selector is not None
     if job.route == "profile":
         assert job.compartment_id is not None
         assert job.user_account_id is not None
         return await client.put_profile(
-            job.datamart_id, job.selector, job.compartment_id, job.user_account_id, job.body
+            job.datamart_id,
+            job.selector,
+            job.compartment_id,
+            job.user_account_id,
+            job.body,
+            trace_headers=trace_headers,
         )
     assert job.processing_id is not None
-    return await client.put_choice(job.datamart_id, job.selector, job.processing_id, job.body)
+    return await client.put_choice(
+        job.datamart_id, job.selector, job.processing_id, job.body, trace_headers=trace_headers
+    )
 
 
 def http_dead_letter(result: ApiResult, route: str, attempts: int, reason: str | None = None) -> DeadLetter:

@@ -68,14 +68,16 @@ class TestTooLargeForTheDlq:
 
 class TestContextHeaders:
     async def test_a_producers_forged_context_is_kept_under_another_name(self) -> None:
-        """Forged `mics.dlq.*`, `__connect.errors.*` and `mics.replay.count` headers become `mics.original.*`;
-        the worker's own headers appear once each."""
+        """Forged `mics.dlq.*`, `__connect.errors.*`, `mics.replay.count` and trace context (`traceparent`, any
+        case) headers become `mics.original.*`; the worker's own headers appear once each, and with tracing off the
+        worker writes no `traceparent` of its own."""
         forged = [
             ("mics.dlq.reason", b"forged"),
             ("mics.dlq.http.status", b"999"),
             ("__connect.errors.topic", b"elsewhere"),
             ("mics.replay.count", b"99"),
             ("traceparent", b"00-abc-def-01"),
+            ("TraceState", b"k=v"),
         ]
         async with CoreHarness() as core:
             core.assign(0)
@@ -88,7 +90,9 @@ class TestContextHeaders:
         assert record.header("mics.original.mics.dlq.reason") == [b"forged"]
         assert record.header("mics.original.__connect.errors.topic") == [b"elsewhere"]
         assert record.header("mics.original.mics.replay.count") == [b"99"]
-        assert record.header("traceparent") == [b"00-abc-def-01"]
+        assert record.header("mics.original.traceparent") == [b"00-abc-def-01"]
+        assert record.header("mics.original.TraceState") == [b"k=v"]
+        assert record.header("traceparent") == []
 
     async def test_an_api_error_text_with_a_lone_surrogate_becomes_valid_utf8(self) -> None:
         """An escaped lone surrogate in the API's error survives JSON decoding; its header is still UTF-8."""

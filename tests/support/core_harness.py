@@ -31,6 +31,7 @@ from worker.mics.transport import RawResponse, TransportError
 from worker.pipeline import Pipeline, RunSummary
 from worker.registry import SchemaRegistry
 from worker.retry import RetryPolicy
+from worker.tracing import NO_TRACING, Tracing
 from worker.validation import Validators
 
 TOPIC = "events"
@@ -47,6 +48,7 @@ class Request:
     url: str
     body: bytes | None
     token: str = ""  # the Authorization header it carried
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def datamart(self) -> str:
@@ -65,7 +67,7 @@ class FakeApi:
     requests: list[Request] = field(default_factory=list)
 
     async def request(self, method: str, url: str, headers: Mapping[str, str], body: bytes | None) -> RawResponse:
-        request = Request(method, url, body, headers.get("Authorization", ""))
+        request = Request(method, url, body, headers.get("Authorization", ""), dict(headers))
         self.requests.append(request)
         answer = self.handler(request)
         if isinstance(answer, Awaitable):
@@ -127,10 +129,12 @@ class CoreHarness:
         self,
         api: FakeApi | None = None,
         producer: FakeProducer | None = None,
+        tracing: Tracing = NO_TRACING,
         tokens: TokenSource | None = None,
         schema_registry: SchemaRegistry | None = None,
         **overrides: Any,
     ) -> None:
+        self.tracing = tracing
         self.config = config(**overrides)
         self.tokens = tokens
         self.schema_registry = schema_registry
@@ -155,6 +159,7 @@ class CoreHarness:
             metrics=self.metrics,
             health=self.health,
             rng=random.Random(7),
+            tracing=self.tracing,
             registry=self.schema_registry,
         )
         bridge = self.pipeline.bridge()

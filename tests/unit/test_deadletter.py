@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from worker import __version__
-from worker.deadletter import CONNECT_PREFIX, MICS_PREFIX, DeadLetter, context_headers, is_context_header
+from worker.deadletter import (
+    CONNECT_PREFIX,
+    MICS_PREFIX,
+    DeadLetter,
+    context_headers,
+    escape_name,
+    is_context_header,
+)
 
 CONNECT_NAMES = [
     "__connect.errors.topic",
@@ -137,8 +144,16 @@ class TestIsContextHeader:
         """Every header under either prefix is a context header (stripped on replay)."""
         assert is_context_header(name)
 
+    def test_the_trace_context_on_a_dlq_record_is_the_workers(self) -> None:
+        """A bare `traceparent` / `tracestate` on a DLQ record is the worker's (the source's are escaped)."""
+        assert is_context_header("traceparent")
+        assert is_context_header("tracestate")
+        assert escape_name("traceparent") == "mics.original.traceparent"
+        assert escape_name("TRACEPARENT") == "mics.original.TRACEPARENT"
+        assert escape_name("tracestate") == "mics.original.tracestate"
+
     @pytest.mark.parametrize(
-        "name", ["traceparent", "mics.dlq", "mics.other", "__connect.error.topic", "X-mics.dlq.reason", ""]
+        "name", ["traceparent2", "mics.dlq", "mics.other", "__connect.error.topic", "X-mics.dlq.reason", ""]
     )
     def test_leaves_the_producers_headers_alone(self, name: str) -> None:
         """Headers the producer set, including look-alikes, are not context headers."""

@@ -102,6 +102,9 @@ def format_inspect(report: InspectReport, output_format: Literal["text", "json"]
         lines.append(f"--- partition {record.partition} offset {record.offset}, {_when(record.dead_lettered_at_ms)}")
         if record.reduced is not None:
             lines.append(f"REDUCED: the DLQ holds only part of this record (cut: {record.reduced})")
+        trace = record.trace_id
+        if trace is not None:
+            lines.append(f"trace id: {trace[0]}" + (" (from the source record)" if trace[1] == "source" else ""))
         lines.append(f"key: {_preview(record.key)}")
         lines.append(f"value: {_preview(record.value)}")
         lines.extend(f"  {name}: {value}" for name, value in record.context.items())
@@ -111,6 +114,7 @@ def format_inspect(report: InspectReport, output_format: Literal["text", "json"]
 
 
 def _record_json(record: DeadLetterRecord) -> dict[str, object]:
+    trace = record.trace_id
     return {
         "partition": record.partition,
         "offset": record.offset,
@@ -121,6 +125,8 @@ def _record_json(record: DeadLetterRecord) -> dict[str, object]:
         "context": dict(record.context),
         "replay_count": record.replay_count,
         "reduced": record.reduced,
+        "trace_id": None if trace is None else trace[0],
+        "trace_id_from": None if trace is None else trace[1],
     }
 
 

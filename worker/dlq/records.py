@@ -4,6 +4,9 @@ Only the worker's own headers are read as context: the DLQ writer (`worker.deadl
 under a reserved prefix to `mics.original.<name>`, so `__connect.errors.*` and `mics.dlq.*` on a DLQ record are the
 worker's. The replay count is the exception that proves the rule: replay writes `mics.replay.count` on the record it
 sends, so when that record fails again the count comes back escaped, as a header the source record carried.
+A bare `traceparent` on a DLQ record is the worker's too (its dead-letter span): a replay carries it on, so the
+replayed message continues the trace; the source's own trace context is kept escaped and restored only when the
+worker wrote none (tracing was off).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from worker.deadletter import (
     unescape_name,
 )
 from worker.kafka import Message
+from worker.tracing.propagation import TRACE_HEADERS, TRACEPARENT, trace_id_of
 
 __all__ = [
     "ESCAPED_REPLAY_COUNT_HEADER",
@@ -126,13 +130,31 @@ class DeadLetterRecord:
         count = _integer(None if raw is None else text_of(raw))
         return 0 if count is None else count
 
+    @property
+    def trace_id(self) -> tuple[str, str] | None:
+        """(trace id, whose): the worker's `traceparent` ("worker"), else the source record's ("source"), else None."""
+        worker = trace_id_of(self.context.get(TRACEPARENT))
+        if worker is not None:
+            return worker, "worker"
+        escaped = escape_name(TRACEPARENT)
+        source = [value for name, value in self.headers if name.lower() == escaped]
+        found = trace_id_of(source[-1]) if source else None
+        return None if found is None else (found, "source")
+
     def replay_headers(self) -> list[tuple[str, str | bytes | None]]:
-        """The source record's headers under their original names, without the context, with the count incremented."""
+        """The source record's headers under their original names, without the context, with the count incremented;
+        the worker's trace context replaces the source's, so the replayed message continues the dead letter's trace."""
+        worker_trace = any(name in TRACE_HEADERS for name, _ in self.headers)
         kept: list[tuple[str, str | bytes | None]] = []
         for name, value in self.headers:
+            if name in TRACE_HEADERS:
+                kept.append((name, value))
+                continue
             if is_context_header(name):
                 continue
             original = unescape_name(name)  # one level: a source `mics.original.x` was kept as `mics.original.mics…`
+            if worker_trace and original.lower() in TRACE_HEADERS:
+                continue
             if original != REPLAY_COUNT_HEADER:
                 kept.append((original, value))
         kept.append((REPLAY_COUNT_HEADER, str(self.replay_count + 1).encode()))

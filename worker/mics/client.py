@@ -13,6 +13,7 @@ each datamart's prefix) is computed once per client.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from time import perf_counter
 from types import TracebackType
@@ -218,10 +219,19 @@ class MicsClient:
         return self._paths.template(route)
 
     async def _send(
-        self, method: str, url: str, body: bytes | None, kinds: tuple[OutcomeKind, ...], datamart_id: str | int
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        kinds: tuple[OutcomeKind, ...],
+        datamart_id: str | int,
+        *,
+        trace_headers: Mapping[str, str] | None = None,
     ) -> ApiResult:
         secret, read_headers, write_headers = self._headers_for(datamart_id)
         headers = read_headers if body is None else write_headers
+        if trace_headers:  # `traceparent` when tracing propagates to the API (off by default)
+            headers = {**trace_headers, **headers}
         started = perf_counter()
         try:
             response = await self._transport.request(method, url, headers, body)
@@ -234,13 +244,15 @@ class MicsClient:
             return _scrubbed(result, secret)
         return result
 
-    async def post_activity(self, datamart_id: str | int, body: bytes) -> ApiResult:
+    async def post_activity(
+        self, datamart_id: str | int, body: bytes, *, trace_headers: Mapping[str, str] | None = None
+    ) -> ApiResult:
         """``POST /v1/datamarts/<dm>/user_activities`` with an already-encoded User Activity."""
         try:
             url = self._paths.activity(datamart_id)
         except ValueError as error:
             return _refused(error)
-        return await self._send("POST", url, body, self._activity_kinds, datamart_id)
+        return await self._send("POST", url, body, self._activity_kinds, datamart_id, trace_headers=trace_headers)
 
     async def put_profile(
         self,
@@ -249,23 +261,31 @@ class MicsClient:
         compartment_id: str | int,
         user_account_id: str | int,
         body: bytes,
+        *,
+        trace_headers: Mapping[str, str] | None = None,
     ) -> ApiResult:
         """``PUT …/user_points/<sel>/user_profiles/compartment_id=<c>/user_account_id=<u>``."""
         try:
             url = self._paths.profile(datamart_id, selector, compartment_id, user_account_id)
         except ValueError as error:
             return _refused(error)
-        return await self._send("PUT", url, body, self._profile_kinds, datamart_id)
+        return await self._send("PUT", url, body, self._profile_kinds, datamart_id, trace_headers=trace_headers)
 
     async def put_choice(
-        self, datamart_id: str | int, selector: UserPointSelector, processing_id: str | int, body: bytes
+        self,
+        datamart_id: str | int,
+        selector: UserPointSelector,
+        processing_id: str | int,
+        body: bytes,
+        *,
+        trace_headers: Mapping[str, str] | None = None,
     ) -> ApiResult:
         """``PUT …/user_points/<sel>/user_choices/processing_id=<p>``."""
         try:
             url = self._paths.choice(datamart_id, selector, processing_id)
         except ValueError as error:
             return _refused(error)
-        return await self._send("PUT", url, body, self._choice_kinds, datamart_id)
+        return await self._send("PUT", url, body, self._choice_kinds, datamart_id, trace_headers=trace_headers)
 
     async def get_choice(
         self, datamart_id: str | int, selector: UserPointSelector, processing_id: str | int
