@@ -23,7 +23,7 @@ from worker.backfill.progress import Progress
 from worker.backfill.report import MAX_ERROR_LINES, BackfillReport, ExecutionReport
 from worker.backfill.source import Position, SourceRecord
 from worker.config import BackfillSettings
-from worker.deadletter import DeadLetter
+from worker.dlq_format.letter import DeadLetter
 from worker.retry import RetryPolicy
 
 __all__ = ["ExecutionError", "Executions", "Following"]

@@ -29,7 +29,7 @@ from worker.backfill.progress import Progress
 from worker.backfill.report import BackfillReport
 from worker.backfill.source import FileSource, Position, SourceRecord, TopicSource
 from worker.config import RouteMode, WorkerConfig
-from worker.deadletter import DeadLetter
+from worker.dlq_format.letter import DeadLetter
 from worker.routing import Rejection, plan_message
 from worker.sender import rejection_dead_letter
 from worker.validation import Validators

@@ -8,8 +8,8 @@ import sys
 
 from worker.config import ConfigError
 from worker.dlq.inspection import format_inspect, inspect
-from worker.dlq.records import Selection, parse_time_ms
 from worker.dlq.replayer import ReplayOptions, format_replay, replay
+from worker.dlq.selection import Selection, parse_time_ms
 from worker.dlq.settings import DlqError, DlqSettings
 from worker.kafka import KafkaException
 from worker.progress import Progress
