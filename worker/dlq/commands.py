@@ -62,13 +62,9 @@ def replay_command(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as exc:
         sys.stderr.write(f"mics-worker dlq replay: {exc}\n")
         return 2
-    bar = Progress(sys.stderr, "replayed") if sys.stderr.isatty() else None
     try:
-        try:
-            report = replay(settings, options, progress=bar)
-        finally:
-            if bar is not None:
-                bar.close()  # the bar's line ends before anything else is written
+        with Progress(total=0, description="replayed", enabled=sys.stderr.isatty()) as bar:
+            report = replay(settings, options, progress=bar)  # the bar's line ends before anything else is written
     except (DlqError, KafkaException) as exc:
         sys.stderr.write(f"mics-worker dlq replay: {exc}\n")
         if isinstance(exc, DlqError) and exc.report is not None:
