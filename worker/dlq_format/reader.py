@@ -1,4 +1,4 @@
-"""A dead-letter record read back, as `dlq inspect`, `dlq replay` and the demo see it.
+"""A dead-letter record read back, as `dlq inspect` and `dlq replay` see it.
 
 Only the worker's own headers are read as context: the writer (`worker.dlq_format.full`) escapes every source header
 under a reserved prefix to `mics.original.<name>`, so `__connect.errors.*` and `mics.dlq.*` on a DLQ record are the
