@@ -4,7 +4,7 @@ A message's offset may be committed only after its dead letter is acknowledged, 
 acknowledged write (`on_written`); until then the message stays in flight. Every error path is bounded:
 
 - too large (at produce time or in the acknowledgement): the record is written once more in its reduced form
-  (`deadletter.reduced_record`, bounded by construction); a reduced record that is still too large is a DLQ
+  (`dlq_format.reduced.reduced_record`, bounded by construction); a reduced record that is still too large is a DLQ
   that cannot take this record — a failure like any other, never a third form;
 - any other failure: the record joins a backlog, the worker holds (`dlq_unavailable`: every partition paused, not
   ready) and one task re-sends the backlog with a doubling delay; the backlog's messages are in the in-flight
@@ -22,7 +22,9 @@ from collections.abc import Callable
 from functools import partial
 
 from worker.assignment import Pending
-from worker.deadletter import DeadLetter, DeadLetterRecord, dead_letter_record, reduced_record
+from worker.dlq_format.full import OutgoingRecord, dead_letter_record
+from worker.dlq_format.letter import DeadLetter
+from worker.dlq_format.reduced import reduced_record
 from worker.flow import FlowControl
 from worker.kafka import KafkaError, KafkaException, Message, Producer
 from worker.metrics import WorkerMetrics
@@ -58,7 +60,7 @@ class DeadLetterWriter:
         self._on_abandoned = on_abandoned
         self._on_fatal = on_fatal
         self._delays = retry_delays_s
-        self._backlog: deque[tuple[Pending, DeadLetter, DeadLetterRecord]] = deque()
+        self._backlog: deque[tuple[Pending, DeadLetter, OutgoingRecord]] = deque()
         self._retrying: asyncio.Task[None] | None = None
 
     @property
@@ -83,7 +85,7 @@ class DeadLetterWriter:
         )
         self._produce(pending, letter, record)
 
-    def _produce(self, pending: Pending, letter: DeadLetter, record: DeadLetterRecord) -> None:
+    def _produce(self, pending: Pending, letter: DeadLetter, record: OutgoingRecord) -> None:
         for _form in ("full", "reduced"):
             try:
                 self._send(pending, letter, record)
@@ -102,7 +104,7 @@ class DeadLetterWriter:
             break
         self._failed(pending, letter, record, why)
 
-    def _send(self, pending: Pending, letter: DeadLetter, record: DeadLetterRecord) -> None:
+    def _send(self, pending: Pending, letter: DeadLetter, record: OutgoingRecord) -> None:
         timestamp_type, timestamp_ms = pending.message.timestamp()
         self._producer.produce(
             self._topic,
@@ -113,7 +115,7 @@ class DeadLetterWriter:
             on_delivery=partial(self._on_ack, pending, letter, record),
         )
 
-    def _reduced(self, pending: Pending, record: DeadLetterRecord) -> DeadLetterRecord:
+    def _reduced(self, pending: Pending, record: OutgoingRecord) -> OutgoingRecord:
         topic, partition = pending.partition.key
         pending.trace.dead_letter_event("reduced", "the record is too large for the dead-letter topic")
         log.warning(
@@ -126,7 +128,7 @@ class DeadLetterWriter:
         return reduced_record(record)
 
     def _on_ack(
-        self, pending: Pending, letter: DeadLetter, record: DeadLetterRecord, error: KafkaError | None, _: Message
+        self, pending: Pending, letter: DeadLetter, record: OutgoingRecord, error: KafkaError | None, _: Message
     ) -> None:
         if error is None:
             self._metrics.dlq_write(True)
@@ -141,7 +143,7 @@ class DeadLetterWriter:
         else:
             self._failed(pending, letter, record, error.str())
 
-    def _failed(self, pending: Pending, letter: DeadLetter, record: DeadLetterRecord, why: str) -> None:
+    def _failed(self, pending: Pending, letter: DeadLetter, record: OutgoingRecord, why: str) -> None:
         """Keep the record and its offset open; hold the worker until the DLQ takes writes again."""
         self._metrics.dlq_write(False)
         pending.trace.dead_letter_event("failed", why)
@@ -156,7 +158,7 @@ class DeadLetterWriter:
 
     def drop_drained(self) -> None:
         """Give up the backlog's messages whose partition is draining (revoke, loss, shutdown)."""
-        kept: deque[tuple[Pending, DeadLetter, DeadLetterRecord]] = deque()
+        kept: deque[tuple[Pending, DeadLetter, OutgoingRecord]] = deque()
         for item in self._backlog:
             if item[0].partition.draining.is_set():
                 self._on_abandoned(item[0])

@@ -14,13 +14,13 @@ have theirs already (`group_join_waiting` is `not_joined`, `dlq_unwritable` `pau
 (`api_failing`, `api_throttled`: the API's trouble).
 
 The server runs on stdlib threads, not on the asyncio loop, so probes and scrapes are answered even while
-the loop is busy - which is exactly when they matter.
+the loop is busy - which is exactly when they matter. The other side, the exec probe `mics-worker check`, is
+`worker.probe`.
 """
 
 from __future__ import annotations
 
 import gzip
-import http.client
 import threading
 import time
 from collections.abc import Callable
@@ -258,27 +258,3 @@ class HealthServer:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def check(url: str, timeout_s: float) -> int:
-    """Exit code for an exec probe: 0 when ``url`` answers 200, 1 otherwise (error, timeout, other status).
-
-    Uses ``http.client`` directly so that proxy variables in the environment never reroute a probe.
-    """
-    parts = urlsplit(url)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        return 1
-    connection_type = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    target = parts.path or "/"
-    if parts.query:
-        target = f"{target}?{parts.query}"
-    try:
-        connection = connection_type(parts.hostname, parts.port, timeout=timeout_s)
-        try:
-            connection.request("GET", target)
-            status = connection.getresponse().status
-        finally:
-            connection.close()
-    except (OSError, http.client.HTTPException, ValueError):
-        return 1
-    return 0 if status == _HTTP_OK else 1

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from worker.assignment import Assignment, Pending
 from worker.config import DlqGuardSettings
-from worker.deadletter import DeadLetter
+from worker.dlq_format.letter import DeadLetter
 from worker.dlq_writer import DeadLetterWriter
 from worker.flow import FlowControl
 from worker.guard import DeadLetterRateGuard

@@ -10,7 +10,7 @@ flight — and then its offset, and every later one of its partition, is not com
 - per-key order and task supervision: `lanes`;
 - retries, the retry budget and the credentials gate: `sender`, `credentials`;
 - flow control towards the API (adaptive concurrency, shared backoff, circuit, halts, rate limits): `traffic`;
-- dead letters (produce, acknowledgement, reduced form, backlog): `dlq_writer`, record format `deadletter`;
+- dead letters (produce, acknowledgement, reduced form, backlog): `dlq_writer`, record format `dlq_format`;
 - holds ("stop, don't spill") and per-partition backpressure: `flow`;
 - a trace per message (off by default: `NO_TRACING` then, which builds nothing): `tracing`.
 """

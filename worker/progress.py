@@ -1,11 +1,15 @@
-"""Progress of a long operator command (dlq replay, backfill, the demo), drawn by tqdm on a terminal.
+"""The progress bar of the long operator commands (dlq replay, backfill), drawn by tqdm on a terminal.
 
-The commands report `(done, total)` as they go; `Progress` turns that into one bar redrawn in place. The total may
-grow while the command runs (a snapshot learns more of its topic), so it is set again with every report.
+A command reports either where it is, `bar(done, total)` (replay: the total may grow while it runs, as a snapshot
+learns more of its topic, so it is set again with every report), or what it has just finished, `bar.advance(n)`
+(backfill, whose total is known up front); `note` puts a short status after the bar. A bar that is off
+(`enabled=False`, not a terminal) draws and counts nothing, so a caller never needs a second code path.
 """
 
 from __future__ import annotations
 
+import sys
+from types import TracebackType
 from typing import IO
 
 from tqdm import tqdm
@@ -14,15 +18,61 @@ __all__ = ["Progress"]
 
 
 class Progress:
-    """A `(done, total)` callback drawing one tqdm bar on `stream`; `close()` ends the line."""
+    """One tqdm bar on `stream` (stderr unless told); `close()`, or leaving its `with` block, ends the line.
 
-    def __init__(self, stream: IO[str], description: str, *, unit: str = "record") -> None:
-        self._bar = tqdm(total=0, desc=description, unit=unit, file=stream, leave=True, dynamic_ncols=True)
+    `scaled` shows large counts as 12.3k and is what backfill's millions of records want; `unit` names what is counted.
+    """
+
+    def __init__(
+        self,
+        *,
+        total: int | None = None,
+        description: str | None = None,
+        unit: str = "record",
+        scaled: bool = False,
+        stream: IO[str] | None = None,
+        enabled: bool = True,
+    ) -> None:
+        self._bar = (
+            tqdm(
+                total=total,
+                desc=description,
+                unit=unit,
+                unit_scale=scaled,
+                file=sys.stderr if stream is None else stream,
+                dynamic_ncols=True,
+                smoothing=0.1,
+            )
+            if enabled
+            else None
+        )
 
     def __call__(self, done: int, total: int) -> None:
+        """The command has handled `done` of `total` so far."""
+        if self._bar is None:
+            return
         if total != self._bar.total:
             self._bar.total = total
         self._bar.update(done - self._bar.n)
 
+    def advance(self, count: int) -> None:
+        """`count` more handled since the last report."""
+        if self._bar is not None and count:
+            self._bar.update(count)
+
+    def note(self, text: str) -> None:
+        """A short status after the bar (uploading, following executions …), shown with the next redraw."""
+        if self._bar is not None:
+            self._bar.set_postfix_str(text, refresh=False)
+
     def close(self) -> None:
-        self._bar.close()
+        if self._bar is not None:
+            self._bar.close()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 
 from worker.assignment import Partition
 from worker.credentials import MAX_REFUSALS, CredentialsGate
-from worker.deadletter import DeadLetter
+from worker.dlq_format.letter import DeadLetter
 from worker.metrics import WorkerMetrics
 from worker.mics.client import MicsClient
 from worker.mics.errors import ApiResult, OutcomeKind

@@ -6,7 +6,7 @@ import pytest
 
 from tests.support.core_harness import TOPIC, CoreHarness, FakeApi, envelope_activity
 from tests.support.fake_kafka import FakeProducer
-from worker.deadletter import REDUCED_HEADER, TRUNCATED_HEADER
+from worker.dlq_format.headers import REDUCED_HEADER, TRUNCATED_HEADER
 from worker.mics.transport import RawResponse
 from worker.pipeline import WorkerCrashed
 

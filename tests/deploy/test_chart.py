@@ -250,6 +250,14 @@ class TestShutdownBudget:
         assert schema["properties"]["terminationGraceMarginSeconds"]["minimum"] >= SHUTDOWN_AFTER_DRAIN_S
 
 
+class TestServiceLinks:
+    @pytest.mark.parametrize("values_file", VARIANTS)
+    def test_service_links_are_off(self, values_file: str | None) -> None:
+        """Kubernetes adds `MICS_WORKER_SERVICE_HOST`, `MICS_WORKER_PORT_…` for a Service named mics-worker… unless
+        the pod spec turns service links off; the worker's unknown-variable check must not meet them."""
+        assert worker_pod(render(values_file))["spec"]["enableServiceLinks"] is False
+
+
 class TestChartTestPod:
     def test_checks_readyz_through_the_service(self) -> None:
         """The helm test hook runs `mics-worker check` against the Service's /readyz."""
@@ -257,6 +265,7 @@ class TestChartTestPod:
         assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
         args = pod["spec"]["containers"][0]["args"]
         assert f"http://{FULLNAME}:9102/readyz" in args
+        assert pod["spec"]["enableServiceLinks"] is False  # the same image, the same unknown-variable check
 
     def test_is_not_selected_by_the_service(self) -> None:
         """Its labels fall outside the worker selector, so the Service never routes to it."""

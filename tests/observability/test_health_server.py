@@ -1,4 +1,4 @@
-"""HealthServer over real loopback HTTP, and check() as an exec probe would run it."""
+"""HealthServer over real loopback HTTP, and `mics-worker check`'s probe (`worker.probe`) against it."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry
 
-from worker.health import Health, HealthServer, check
+from worker.health import Health, HealthServer
 from worker.metrics import WorkerMetrics
+from worker.probe import probe
 
 
 class Response:
@@ -146,20 +147,25 @@ class TestLifecycle:
             get(port, "/healthz")
 
 
-class TestCheck:
+class TestProbe:
     def test_zero_when_healthy(self, server: HealthServer) -> None:
-        """check() returns 0 when the URL answers 200."""
-        assert check(f"http://127.0.0.1:{server.port}/healthz", timeout_s=5) == 0
+        """The probe exits 0 when the worker's /healthz answers 200."""
+        assert probe(f"http://127.0.0.1:{server.port}/healthz", timeout_s=5).exit_status == 0
 
     def test_one_when_not_ready(self, server: HealthServer) -> None:
-        """check() returns 1 when the URL answers 503."""
-        assert check(f"http://127.0.0.1:{server.port}/readyz", timeout_s=5) == 1
+        """The probe exits 1 when the worker's /readyz answers 503, and says so."""
+        url = f"http://127.0.0.1:{server.port}/readyz"
+        result = probe(url, timeout_s=5)
+        assert result.exit_status == 1
+        assert result.reason.startswith(f"{url}: HTTP 503")
 
     def test_one_when_nothing_listens(self) -> None:
-        """check() returns 1, without raising, when the connection is refused."""
-        assert check(f"http://127.0.0.1:{free_port()}/healthz", timeout_s=5) == 1
+        """The probe exits 1, without raising, when the connection is refused."""
+        assert probe(f"http://127.0.0.1:{free_port()}/healthz", timeout_s=5).exit_status == 1
 
     @pytest.mark.parametrize("url", ["", "ftp://127.0.0.1/healthz", "http:///healthz", "not a url"])
     def test_one_for_unusable_urls(self, url: str) -> None:
-        """check() returns 1 for a URL it cannot probe."""
-        assert check(url, timeout_s=1) == 1
+        """The probe exits 1, without raising or connecting, for a URL it cannot probe."""
+        result = probe(url, timeout_s=1)
+        assert result.exit_status == 1
+        assert result.reason == f"{url} is not an http(s) URL with a host"

@@ -2,7 +2,7 @@
 
 They use confluent-kafka directly and share no code with the tools under test, so a test's view of a topic
 does not depend on the reader it checks. Dead-letter records are built by the worker's own writer
-(`worker.deadletter`), so the tools are tested against the format the worker produces.
+(`worker.dlq_format`), so the tools are tested against the format the worker produces.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
-from worker.deadletter import DeadLetter, dead_letter_record, reduced_record
+from worker.dlq_format.full import dead_letter_record
+from worker.dlq_format.letter import DeadLetter
+from worker.dlq_format.reduced import reduced_record
 
 Headers = Sequence[tuple[str, bytes | None]]
 

@@ -10,7 +10,6 @@ import pytest
 
 from tests.fixtures.kafka import KafkaService
 from tests.tools.kafka_helpers import dead_letter, produce, read_all
-from worker.deadletter import DeadLetter
 from worker.dlq import (
     ESCAPED_REPLAY_COUNT_HEADER,
     REPLAY_COUNT_HEADER,
@@ -21,6 +20,7 @@ from worker.dlq import (
     inspect,
     replay,
 )
+from worker.dlq_format.letter import DeadLetter
 
 pytestmark = pytest.mark.integration
 

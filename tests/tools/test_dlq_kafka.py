@@ -11,7 +11,6 @@ from confluent_kafka.admin import AdminClient
 from tests.fixtures.kafka import KafkaService
 from tests.tools.kafka_helpers import commit, committed, dead_letter, produce, read_all
 from worker.cli import main
-from worker.deadletter import DeadLetter
 from worker.dlq import (
     REPLAY_COUNT_HEADER,
     DlqError,
@@ -21,6 +20,7 @@ from worker.dlq import (
     inspect,
     replay,
 )
+from worker.dlq_format.letter import DeadLetter
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,6 @@ import pytest
 
 from worker.cli import main
 from worker.config import ConfigError
-from worker.deadletter import DeadLetter, dead_letter_record
 from worker.dlq import (
     ESCAPED_REPLAY_COUNT_HEADER,
     REPLAY_COUNT_HEADER,
@@ -17,6 +16,8 @@ from worker.dlq import (
     format_inspect,
     parse_time_ms,
 )
+from worker.dlq_format.full import dead_letter_record
+from worker.dlq_format.letter import DeadLetter
 from worker.kafka import Message
 
 LETTER = DeadLetter(reason="http_503", message="service unavailable", stage="send", route="activity", http_status=503)

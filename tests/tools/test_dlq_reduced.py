@@ -9,8 +9,10 @@ import pytest
 
 from tests.fixtures.kafka import KafkaService
 from tests.tools.kafka_helpers import Record, committed, dead_letter, produce, read_all
-from worker.deadletter import TRUNCATED_HEADER, DeadLetter, context_headers
 from worker.dlq import DlqSettings, format_inspect, format_replay, inspect, replay
+from worker.dlq_format.full import context_headers
+from worker.dlq_format.headers import TRUNCATED_HEADER
+from worker.dlq_format.letter import DeadLetter
 
 pytestmark = pytest.mark.integration
 

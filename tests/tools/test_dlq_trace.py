@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import orjson
 
-from worker.deadletter import DeadLetter, dead_letter_record
 from worker.dlq import DeadLetterRecord, InspectReport, format_inspect
+from worker.dlq_format.full import dead_letter_record
+from worker.dlq_format.letter import DeadLetter
 from worker.kafka import Message
 
 LETTER = DeadLetter(reason="http_400", message="bad", stage="send", route="activity", http_status=400)

@@ -1,4 +1,4 @@
-"""The operator tools' progress bar (tqdm): counts and a growing total reach the line it draws."""
+"""The operator commands' one progress bar (tqdm): replay's position reports, backfill's increments and notes, off."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ def test_draws_done_over_total_and_follows_a_growing_total() -> None:
     """The last report shows as `done/total` with the total learnt last (tqdm redraws at most every 0.1 s, so the
     intermediate reports may not be drawn)."""
     stream = io.StringIO()
-    bar = Progress(stream, "replayed")
+    bar = Progress(total=0, description="replayed", stream=stream)
     bar(2, 4)
     bar(5, 10)
     bar(10, 10)
@@ -26,5 +26,30 @@ def test_draws_done_over_total_and_follows_a_growing_total() -> None:
 def test_close_without_a_report_still_ends_its_line() -> None:
     """A command that stopped before its first batch leaves a finished line, not a half-drawn one."""
     stream = io.StringIO()
-    Progress(stream, "replayed").close()
+    Progress(total=0, description="replayed", stream=stream).close()
     assert stream.getvalue().endswith("\n")
+
+
+def test_advances_add_up_and_a_note_follows_the_bar() -> None:
+    """Backfill's use: increments against a known total, in its scaled unit, with the note of the moment."""
+    stream = io.StringIO()
+    with Progress(total=2000, unit="rec", scaled=True, stream=stream) as bar:
+        bar.advance(1500)
+        bar.advance(0)
+        bar.note("following 3 executions")
+        bar.advance(500)
+    last = stream.getvalue().rsplit("\r", 1)[-1]
+    assert "2.00k/2.00k" in last
+    assert "rec/s" in last
+    assert "following 3 executions" in last
+    assert last.endswith("\n")
+
+
+def test_a_bar_that_is_off_draws_nothing_whatever_it_is_told() -> None:
+    """Off (not a terminal, `--progress off`): reports, increments, notes and close write not a byte."""
+    stream = io.StringIO()
+    with Progress(total=10, stream=stream, enabled=False) as bar:
+        bar(3, 10)
+        bar.advance(4)
+        bar.note("uploading")
+    assert stream.getvalue() == ""

@@ -151,7 +151,7 @@ def _config() -> WorkerConfig:
 
 def _source_spec(args: argparse.Namespace, config: WorkerConfig) -> dict[str, Any]:
     """The source options as the checkpoint records them: a resumed run must name the same source."""
-    from worker.dlq.records import parse_time_ms  # noqa: PLC0415
+    from worker.dlq.selection import parse_time_ms  # noqa: PLC0415
 
     files = [str(Path(f).resolve()) for f in args.file or ()]
     topics = list(args.topic or ())

@@ -1,4 +1,4 @@
-"""Dead letters of a backfill: the worker's record format (`worker.deadletter`, the reduced form for a record too
+"""Dead letters of a backfill: the worker's record format (`worker.dlq_format`, the reduced form for a record too
 large included) through the worker's idempotent DLQ producer (`worker.kafka.make_dlq_producer`), so `dlq inspect`
 and `dlq replay` read them as usual.
 
@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from worker.backfill.source import SourceRecord
 from worker.config import WorkerConfig
-from worker.deadletter import DeadLetter, dead_letter_record, reduced_record
+from worker.dlq_format.full import dead_letter_record
+from worker.dlq_format.letter import DeadLetter
+from worker.dlq_format.reduced import reduced_record
 from worker.kafka import KafkaError, KafkaException, Message, make_dlq_producer
 
 __all__ = ["DeadLetterError", "DeadLetters"]

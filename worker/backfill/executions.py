@@ -19,11 +19,11 @@ from typing import Any
 from worker.backfill.batching import Batch
 from worker.backfill.checkpoint import Checkpoint, decode_lines, encode_lines
 from worker.backfill.client import ExecutionState, ImportClient, UploadUncertain
-from worker.backfill.progress import Progress
 from worker.backfill.report import MAX_ERROR_LINES, BackfillReport, ExecutionReport
 from worker.backfill.source import Position, SourceRecord
 from worker.config import BackfillSettings
-from worker.deadletter import DeadLetter
+from worker.dlq_format.letter import DeadLetter
+from worker.progress import Progress
 from worker.retry import RetryPolicy
 
 __all__ = ["ExecutionError", "Executions", "Following"]
@@ -78,7 +78,7 @@ class Executions:
         self._clock = clock
         self._sleep = sleep
         self._following: list[Following] = []
-        self.progress = Progress(None, enabled=False)
+        self.progress = Progress(enabled=False)
 
     def __len__(self) -> int:
         return len(self._following)

@@ -25,11 +25,11 @@ from worker.backfill.client import ApiRefused, ApiUnavailable, ImportClient
 from worker.backfill.deadletters import DeadLetterError, DeadLetters
 from worker.backfill.executions import ExecutionError, Executions
 from worker.backfill.lines import NotImportable, line_for
-from worker.backfill.progress import Progress
 from worker.backfill.report import BackfillReport
 from worker.backfill.source import FileSource, Position, SourceRecord, TopicSource
 from worker.config import RouteMode, WorkerConfig
-from worker.deadletter import DeadLetter
+from worker.dlq_format.letter import DeadLetter
+from worker.progress import Progress
 from worker.routing import Rejection, plan_message
 from worker.sender import rejection_dead_letter
 from worker.validation import Validators
@@ -83,7 +83,7 @@ class Runner:
                 sleep=sleep,
             )
         self._batcher = Batcher(self._settings.max_records, self._settings.max_bytes)
-        self._progress = Progress(None, enabled=False)
+        self._progress = Progress(enabled=False)
         self._next: dict[Position, int] = {}  # per partition, the offset after the last record read
 
     @property
@@ -98,7 +98,7 @@ class Runner:
             checkpoint.save()
         total = checkpoint.remaining() if checkpoint is not None else sum(e - s for s, e in ranges.values())
         executions = self._executions
-        with Progress(total, enabled=self._show_progress) as self._progress:
+        with Progress(total=total, unit="rec", scaled=True, enabled=self._show_progress) as self._progress:
             if executions is not None:
                 executions.progress = self._progress
             try:

@@ -8,8 +8,8 @@ import sys
 
 from worker.config import ConfigError
 from worker.dlq.inspection import format_inspect, inspect
-from worker.dlq.records import Selection, parse_time_ms
 from worker.dlq.replayer import ReplayOptions, format_replay, replay
+from worker.dlq.selection import Selection, parse_time_ms
 from worker.dlq.settings import DlqError, DlqSettings
 from worker.kafka import KafkaException
 from worker.progress import Progress
@@ -62,13 +62,9 @@ def replay_command(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as exc:
         sys.stderr.write(f"mics-worker dlq replay: {exc}\n")
         return 2
-    bar = Progress(sys.stderr, "replayed") if sys.stderr.isatty() else None
     try:
-        try:
-            report = replay(settings, options, progress=bar)
-        finally:
-            if bar is not None:
-                bar.close()  # the bar's line ends before anything else is written
+        with Progress(total=0, description="replayed", enabled=sys.stderr.isatty()) as bar:
+            report = replay(settings, options, progress=bar)  # the bar's line ends before anything else is written
     except (DlqError, KafkaException) as exc:
         sys.stderr.write(f"mics-worker dlq replay: {exc}\n")
         if isinstance(exc, DlqError) and exc.report is not None:

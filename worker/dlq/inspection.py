@@ -14,8 +14,10 @@ from datetime import UTC, datetime
 from typing import Final, Literal
 
 from worker import codec
-from worker.dlq.records import EVERY_RECORD, REPLAY_COUNT_HEADER, DeadLetterRecord, Selection, text_of
+from worker.dlq.selection import EVERY_RECORD, Selection
 from worker.dlq.settings import DlqError, DlqSettings
+from worker.dlq_format.headers import REPLAY_COUNT_HEADER, text_of
+from worker.dlq_format.reader import DeadLetterRecord
 from worker.snapshot import SnapshotError, SnapshotReader
 
 __all__ = ["InspectReport", "format_inspect", "inspect", "printable"]

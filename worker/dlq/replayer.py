@@ -20,8 +20,10 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from worker.dlq.records import ESCAPED_REPLAY_COUNT_HEADER, EVERY_RECORD, DeadLetterRecord, Selection
+from worker.dlq.selection import EVERY_RECORD, Selection
 from worker.dlq.settings import DlqError, DlqSettings
+from worker.dlq_format.headers import ESCAPED_REPLAY_COUNT_HEADER
+from worker.dlq_format.reader import DeadLetterRecord
 from worker.kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from worker.snapshot import SnapshotError, SnapshotReader
 

@@ -4,7 +4,8 @@ span for the dead-letter write; retries and pauses are events of the message's s
 The process span's parent is the producer's context from the record's `traceparent` / `tracestate` (and it links to
 it too, as the messaging conventions ask of process spans), so a message produced with a `traceparent` is one trace
 from the producer to the API call or the dead letter. The DLQ record carries the dead-letter span's context as its
-own `traceparent` (the source's is kept escaped, `worker.deadletter`), so a replayed message continues that trace.
+own `traceparent` (the source's is kept escaped: `worker.dlq_format.headers`), so a replayed message continues
+that trace.
 HTTP spans name the route's URL template, never the URL itself (it holds ids from the message).
 
 A message whose trace is not sampled costs as little as the SDK allows: its span is created (its context still goes

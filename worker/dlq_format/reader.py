@@ -1,6 +1,6 @@
-"""One dead-letter record as the tools read it, and the selection of records an operator asks for.
+"""A dead-letter record read back, as `dlq inspect` and `dlq replay` see it.
 
-Only the worker's own headers are read as context: the DLQ writer (`worker.deadletter`) escapes every source header
+Only the worker's own headers are read as context: the writer (`worker.dlq_format.full`) escapes every source header
 under a reserved prefix to `mics.original.<name>`, so `__connect.errors.*` and `mics.dlq.*` on a DLQ record are the
 worker's. The replay count is the exception that proves the rule: replay writes `mics.replay.count` on the record it
 sends, so when that record fails again the count comes back escaped, as a header the source record carried.
@@ -11,39 +11,28 @@ worker wrote none (tracing was off).
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Final
 
-from worker.deadletter import (
+from worker.dlq_format.headers import (
     CONNECT_PREFIX,
+    ESCAPED_REPLAY_COUNT_HEADER,
     MICS_PREFIX,
     REDUCED_HEADER,
+    REPLAY_COUNT_HEADER,
     TRUNCATED_HEADER,
     escape_name,
     is_context_header,
+    text_of,
     unescape_name,
 )
 from worker.kafka import Message
 from worker.tracing.propagation import TRACE_HEADERS, TRACEPARENT, trace_id_of
 
-__all__ = [
-    "ESCAPED_REPLAY_COUNT_HEADER",
-    "EVERY_RECORD",
-    "REPLAY_COUNT_HEADER",
-    "DeadLetterRecord",
-    "Selection",
-    "parse_time_ms",
-    "text_of",
-]
+__all__ = ["DeadLetterRecord"]
 
-REPLAY_COUNT_HEADER: Final = "mics.replay.count"
-"""How many times a record was replayed: written by replay on the record it sends."""
-ESCAPED_REPLAY_COUNT_HEADER: Final = escape_name(REPLAY_COUNT_HEADER)
-"""The count as a DLQ record carries it when a replayed record failed again (the worker escapes it)."""
 _DIGITS: Final = re.compile(r"[0-9]{1,18}")
 
 
@@ -161,64 +150,8 @@ class DeadLetterRecord:
         return kept
 
 
-def text_of(value: bytes | None) -> str:
-    """A header value (or a preview of data) as text; bytes that are not UTF-8 become U+FFFD."""
-    return "" if value is None else value.decode("utf-8", errors="replace")
-
-
 def _integer(text: str | None) -> int | None:
     """A non-negative integer of at most 18 ASCII digits, else None (a header is data anyone could have written)."""
     if text is None or _DIGITS.fullmatch(text.strip()) is None:
         return None
     return int(text)
-
-
-@dataclass(frozen=True, slots=True)
-class Selection:
-    """Which records to act on; every given criterion must hold. Reasons are glob patterns (`http_5*`)."""
-
-    reasons: tuple[str, ...] = ()
-    source_topics: frozenset[str] = frozenset()
-    source_partitions: frozenset[int] = frozenset()
-    offset_from: int | None = None  # source offsets, inclusive
-    offset_to: int | None = None
-    since_ms: int | None = None  # dead-letter time, since <= t < until
-    until_ms: int | None = None
-
-    def matches(self, record: DeadLetterRecord) -> bool:
-        if self.reasons and not any(fnmatch.fnmatchcase(record.reason, pattern) for pattern in self.reasons):
-            return False
-        if self.source_topics and record.source_topic not in self.source_topics:
-            return False
-        if self.source_partitions and record.source_partition not in self.source_partitions:
-            return False
-        if not _within(record.source_offset, self.offset_from, None if self.offset_to is None else self.offset_to + 1):
-            return False
-        return _within(record.dead_lettered_at_ms, self.since_ms, self.until_ms)
-
-
-EVERY_RECORD: Final = Selection()
-"""The selection without criteria."""
-
-
-def _within(value: int | None, low: int | None, high: int | None) -> bool:
-    """`low <= value < high`, each bound optional; an unknown value is outside any bound."""
-    if low is None and high is None:
-        return True
-    if value is None:
-        return False
-    return (low is None or value >= low) and (high is None or value < high)
-
-
-def parse_time_ms(text: str) -> int:
-    """Epoch milliseconds from digits, or from an ISO 8601 time (UTC when it names no offset)."""
-    text = text.strip()
-    if text.isdigit():
-        return int(text)
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is neither epoch milliseconds nor an ISO 8601 time") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)

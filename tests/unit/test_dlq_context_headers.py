@@ -5,14 +5,9 @@ from __future__ import annotations
 import pytest
 
 from worker import __version__
-from worker.deadletter import (
-    CONNECT_PREFIX,
-    MICS_PREFIX,
-    DeadLetter,
-    context_headers,
-    escape_name,
-    is_context_header,
-)
+from worker.dlq_format.full import context_headers
+from worker.dlq_format.headers import CONNECT_PREFIX, MICS_PREFIX, escape_name, is_context_header
+from worker.dlq_format.letter import DeadLetter
 
 CONNECT_NAMES = [
     "__connect.errors.topic",
