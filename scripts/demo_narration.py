@@ -1,5 +1,7 @@
 """How the demo (scripts/run_local.py) talks: numbered steps with their running time, a live count, one dead letter
 per reason, and the commands `--keep` prints. Kept apart from the demo's steps so tests can pin the output's shape.
+
+On a terminal the live count is the project's progress bar (worker/progress.py), not a drawing of its own.
 """
 
 from __future__ import annotations
@@ -8,12 +10,13 @@ import shlex
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
 from tests.support.ledger import DeadLetterRecord
+from worker.progress import Progress
 
 STEPS = 7
 """Step 1 (the environment) is printed by scripts/run-local before this script can start."""
@@ -31,13 +34,12 @@ _MESSAGE_CHARS = 100
 
 class Narrator:
     """Numbered steps, each with a ticking elapsed time while it runs, and a live count; on a terminal the progress
-    is redrawn in place, elsewhere it is a line every `QUIET_TICK_S`."""
+    is redrawn in place, elsewhere it is a line every `QUIET_TICK_S` (and the count a line at most every 2 s)."""
 
     def __init__(self, out: TextIO, *, live: bool) -> None:
         self.out = out
         self.live = live
         self._step = 1
-        self._last_count = float("-inf")
 
     def say(self, text: str) -> None:
         self._write(f"==> {text}\n")
@@ -65,14 +67,22 @@ class Narrator:
             self._clear()
         self.note(f"done in {time.monotonic() - started:.1f} s")
 
-    def count(self, done: int, total: int, detail: str) -> None:
-        """A live count: redrawn on a terminal, a line at most every 2 s otherwise (and always the final one)."""
-        line = f"{done:,} / {total:,} {detail}"
-        if self.live:
-            self._write(f"\r    {line}\x1b[K")
-        elif done >= total or time.monotonic() - self._last_count >= 2.0:
-            self._last_count = time.monotonic()
-            self.note(line)
+    @contextmanager
+    def counting(self, total: int, unit: str) -> Iterator[Callable[[int, str], None]]:
+        """A live count of `total` `unit`s: the block reports `count(done, detail)`. On a terminal it is the progress
+        bar (done of total, rate, detail after it); elsewhere a line at most every 2 s, and always the final one."""
+        last_line = float("-inf")
+        with Progress(total=total, description="    outcomes", unit=unit, stream=self.out, enabled=self.live) as bar:
+
+            def count(done: int, detail: str) -> None:
+                nonlocal last_line
+                bar.note(detail)
+                bar(done, total)
+                if not self.live and (done >= total or time.monotonic() - last_line >= 2.0):
+                    last_line = time.monotonic()
+                    self.note(f"{done:,} / {total:,} {detail}")
+
+            yield count
 
     def _tick(self, started: float, done: threading.Event) -> None:
         interval = TICK_S if self.live else QUIET_TICK_S

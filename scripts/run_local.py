@@ -143,23 +143,24 @@ def _demo(args: argparse.Namespace, narrator: Narrator, broker: KafkaBroker, san
 def _follow(narrator: Narrator, worker: WorkerProcess, total: int, timeout_s: float = 300.0) -> None:
     """Live count of finished messages until every one has an outcome (bounded: `timeout_s` without progress)."""
     last_progress, finished = time.monotonic(), 0
-    while finished < total:
-        outcomes = _outcomes(worker)
-        if outcomes is None:
-            detail = "finished (the worker is starting)"
-        elif not sum(outcomes.values()):
-            detail = "finished (the worker is joining its consumer group)"
-        else:
-            detail = f"finished (delivered {outcomes['delivered']:,}, dead-lettered {outcomes['dead_lettered']:,})"
-        done = sum(outcomes.values()) if outcomes else 0
-        if done > finished:
-            last_progress, finished = time.monotonic(), done
-        narrator.count(finished, total, detail)
-        if not worker.is_running():
-            raise RuntimeError(f"the worker exited early:\n{worker.stderr()[-4000:]}")
-        if time.monotonic() - last_progress > timeout_s:
-            raise TimeoutError(f"no message finished for {timeout_s:.0f} s:\n{worker.stderr()[-4000:]}")
-        time.sleep(0.2)
+    with narrator.counting(total, "message") as count:
+        while finished < total:
+            outcomes = _outcomes(worker)
+            if outcomes is None:
+                detail = "finished (the worker is starting)"
+            elif not sum(outcomes.values()):
+                detail = "finished (the worker is joining its consumer group)"
+            else:
+                detail = f"finished (delivered {outcomes['delivered']:,}, dead-lettered {outcomes['dead_lettered']:,})"
+            done = sum(outcomes.values()) if outcomes else 0
+            if done > finished:
+                last_progress, finished = time.monotonic(), done
+            count(finished, detail)
+            if not worker.is_running():
+                raise RuntimeError(f"the worker exited early:\n{worker.stderr()[-4000:]}")
+            if time.monotonic() - last_progress > timeout_s:
+                raise TimeoutError(f"no message finished for {timeout_s:.0f} s:\n{worker.stderr()[-4000:]}")
+            time.sleep(0.2)
 
 
 def _outcomes(worker: WorkerProcess) -> Counter[str] | None:

@@ -1,4 +1,4 @@
-"""The progress bar of the long operator commands (dlq replay, backfill), drawn by tqdm on a terminal.
+"""The progress bar of the long operator commands (dlq replay, backfill) and of the demo, drawn by tqdm on a terminal.
 
 A command reports either where it is, `bar(done, total)` (replay: the total may grow while it runs, as a snapshot
 learns more of its topic, so it is set again with every report), or what it has just finished, `bar.advance(n)`

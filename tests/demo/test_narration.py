@@ -53,21 +53,29 @@ class TestSteps:
                 time.sleep(0.01)
         assert out.getvalue().splitlines()[1].startswith("    … still running (")
 
-    def test_the_live_count_redraws_one_line_on_a_terminal(self) -> None:
-        """On a terminal the count is redrawn in place (carriage return, erase to end of line)."""
+    def test_the_live_count_on_a_terminal_is_the_progress_bar(self) -> None:
+        """On a terminal the count is the project's progress bar (worker/progress.py): it ends at 400/400 with the
+        rate and the latest detail after it, on one line of its own, and none of the plain count lines."""
         out = io.StringIO()
         narrator = Narrator(out, live=True)
-        narrator.count(10, 400, "finished")
-        narrator.count(400, 400, "finished")
-        assert out.getvalue() == "\r    10 / 400 finished\x1b[K\r    400 / 400 finished\x1b[K"
+        with narrator.counting(400, "message") as count:
+            count(10, "finished (delivered 9, dead-lettered 1)")
+            count(400, "finished (delivered 390, dead-lettered 10)")
+        final = out.getvalue().split("\r")[-1]
+        assert final.startswith("    outcomes: 100%")
+        assert "400/400" in final
+        assert "message/s, finished (delivered 390, dead-lettered 10)]" in final
+        assert final.endswith("\n")
+        assert " / 400 " not in out.getvalue()
 
     def test_the_count_without_a_terminal_is_throttled_but_the_last_always_shows(self) -> None:
-        """Elsewhere a line at most every 2 s, and always the final count."""
+        """Elsewhere plain lines, no bar: a line at most every 2 s, and always the final count."""
         out = io.StringIO()
         narrator = Narrator(out, live=False)
-        narrator.count(1, 400, "finished")
-        narrator.count(2, 400, "finished")
-        narrator.count(400, 400, "finished")
+        with narrator.counting(400, "message") as count:
+            count(1, "finished")
+            count(2, "finished")
+            count(400, "finished")
         assert out.getvalue().splitlines() == ["    1 / 400 finished", "    400 / 400 finished"]
 
 
