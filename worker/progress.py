@@ -8,6 +8,7 @@ learns more of its topic, so it is set again with every report), or what it has 
 
 from __future__ import annotations
 
+import os
 import sys
 from types import TracebackType
 from typing import IO
@@ -15,6 +16,10 @@ from typing import IO
 from tqdm import tqdm
 
 __all__ = ["Progress"]
+
+# A terminal that reports no width (some pseudo-terminals and CI consoles say 0 columns) would get an empty bar from
+# tqdm's dynamic sizing: it gets this many columns instead.
+FALLBACK_COLUMNS = 100
 
 
 class Progress:
@@ -33,14 +38,17 @@ class Progress:
         stream: IO[str] | None = None,
         enabled: bool = True,
     ) -> None:
+        out = sys.stderr if stream is None else stream
+        sized = not _terminal_without_width(out)
         self._bar = (
             tqdm(
                 total=total,
                 desc=description,
                 unit=unit,
                 unit_scale=scaled,
-                file=sys.stderr if stream is None else stream,
-                dynamic_ncols=True,
+                file=out,
+                dynamic_ncols=sized,
+                ncols=None if sized else FALLBACK_COLUMNS,
                 smoothing=0.1,
             )
             if enabled
@@ -76,3 +84,12 @@ class Progress:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _terminal_without_width(stream: IO[str]) -> bool:
+    """Whether `stream` is a terminal that reports 0 columns (not a terminal at all: tqdm sizes nothing, fine)."""
+    try:
+        descriptor = stream.fileno()
+        return os.isatty(descriptor) and os.get_terminal_size(descriptor).columns == 0
+    except (AttributeError, OSError, ValueError):
+        return False

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import io
+import os
+import struct
+import termios
 
-from worker.progress import Progress
+from worker.progress import FALLBACK_COLUMNS, Progress
 
 
 def test_draws_done_over_total_and_follows_a_growing_total() -> None:
@@ -53,3 +57,33 @@ def test_a_bar_that_is_off_draws_nothing_whatever_it_is_told() -> None:
         bar.advance(4)
         bar.note("uploading")
     assert stream.getvalue() == ""
+
+
+class TestTerminalWithoutWidth:
+    def test_a_terminal_reporting_no_columns_still_gets_a_whole_bar(self) -> None:
+        """A fresh pseudo-terminal may report 0 columns, where tqdm's own sizing draws a one-character bar and cuts
+        the line short: the bar falls back to FALLBACK_COLUMNS, so the bar, the count and the closing bracket show."""
+        main, side = os.openpty()
+        fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 0, 0, 0))  # rows 24, columns 0
+        try:
+            with os.fdopen(side, "w", closefd=False) as stream:
+                assert os.get_terminal_size(side).columns == 0
+                bar = Progress(total=10, stream=stream)
+                bar(10, 10)
+                bar.close()
+                stream.flush()
+        finally:
+            os.close(side)
+        drawn = b""
+        try:
+            while chunk := os.read(main, 65536):
+                drawn += chunk
+        except OSError:  # EIO: the terminal's other side is closed and everything was read
+            pass
+        finally:
+            os.close(main)
+        final = drawn.decode().replace("\r\n", "\n").split("\r")[-1].rstrip()
+        assert "10/10" in final
+        assert final.endswith("]")
+        assert len(final.split("|")[1]) > 10  # the bar itself, not one character
+        assert len(final) <= FALLBACK_COLUMNS
