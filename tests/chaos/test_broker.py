@@ -7,11 +7,8 @@ restarted from here, a private broker is started for this module instead.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from tests.fixtures.kafka import KafkaService
 from tests.support.events import MixSpec, generate
 from tests.support.kafka_broker import KafkaBroker
 from tests.support.ledger import Ledger
@@ -21,18 +18,6 @@ from tests.support.scenario import Scenario
 pytestmark = [pytest.mark.integration]
 
 BROKER_ERROR = "Kafka client error"  # how worker.kafka logs a client error (a lost broker among them)
-
-
-@pytest.fixture
-def restartable(kafka_broker: KafkaService) -> Iterator[KafkaBroker]:
-    """A broker this test may stop and start: the session's own, or a private one."""
-    if kafka_broker.broker is not None:
-        kafka_broker.ensure_running()
-        yield kafka_broker.broker
-        kafka_broker.ensure_running()
-        return
-    with KafkaBroker() as private:
-        yield private
 
 
 class TestBrokerRestart:

@@ -4,14 +4,12 @@ explained, a broker outage as one condition from its start to its end."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 
-from tests.fixtures.kafka import KafkaService
 from tests.support.kafka_broker import KafkaBroker
 from tests.support.sandbox_process import SandboxProcess
 from tests.support.scenario import Scenario
@@ -77,18 +75,6 @@ def test_after_a_kill_9_the_replacement_says_why_it_waits(scenario: Scenario) ->
     assert ended["message"].startswith("ended after ")
     assert ended["level"] == "INFO"
     assert second.stop() == 0
-
-
-@pytest.fixture
-def restartable(kafka_broker: KafkaService) -> Iterator[KafkaBroker]:
-    """A broker this test may stop and start: the session's own, or a private one."""
-    if kafka_broker.broker is not None:
-        kafka_broker.ensure_running()
-        yield kafka_broker.broker
-        kafka_broker.ensure_running()
-        return
-    with KafkaBroker() as private:
-        yield private
 
 
 @pytest.mark.timeout(240)

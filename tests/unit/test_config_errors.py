@@ -4,23 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from tests.unit.test_config import TOKEN, environ
 from worker.config import ConfigError, WorkerConfig
 from worker.env import Env
 from worker.sensitive import is_secret_kafka_property, is_secret_variable
-
-TOKEN = "tok-Sup3rSecret"
-MINIMAL = {
-    "BOOTSTRAP_SERVERS": "broker:9092",
-    "TOPICS": "events",
-    "ROUTES": "events=activity",
-    "DEFAULT_DATAMART_ID": "1509",
-    "API_TOKEN": TOKEN,
-}
-
-
-def environ(**settings: str | None) -> dict[str, str]:
-    merged: dict[str, str | None] = {**MINIMAL, **settings}
-    return {f"MICS_WORKER_{name}": value for name, value in merged.items() if value is not None}
 
 
 def refusal(**settings: str | None) -> ConfigError:
