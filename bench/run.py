@@ -57,20 +57,17 @@ _REPORTED_DISTRIBUTIONS = ("orjson", "aiohttp", "httpx", "pyreqwest", "uvloop", 
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.smoke:
-        args.events, args.repeat, args.backends, args.processes = 2000, 1, [DEFAULT_BACKEND, NULL_API], [1]
-        args.latency_seconds, args.backlog, args.large = 3.0, 0, 0
-    if args.large_only and not args.large:
-        _parser().error("--large-only needs --large N")
+    args = _arguments(argv)
     if args.large_only:
         say(f"benchmark: only memory with {args.large:,} large messages")
+    elif args.distant_only:
+        say(f"benchmark: only an API {args.distant_ms:.0f} ms away against an instant one, {args.events:,} events")
     else:
         say(f"benchmark: {args.events:,} events, backends {args.backends}, processes {args.processes}, x{args.repeat}")
     with _kafka() as (bootstrap_servers, kafka_version), SandboxProcess("--minimal") as sandbox:
         results = _measure(args, bootstrap_servers, kafka_version, sandbox)
     text = args.output.read_text() if args.output.exists() else "# Benchmark results\n"
-    if not args.large_only:
+    if not (args.large_only or args.distant_only):
         text = report.replace_section(text, "main", report.main_section(results))
         print(report.main_section(results))
     if results["peer"]:
@@ -92,6 +89,19 @@ def main(argv: list[str] | None = None) -> int:
     if not balanced:
         say("LEDGER NOT BALANCED: some run lost, duplicated or misfiled messages (see the table)")
     return 0 if balanced else 1
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    """The parsed command line, with `--smoke`'s presets applied and the `--…-only` options checked."""
+    args = _parser().parse_args(argv)
+    if args.smoke:
+        args.events, args.repeat, args.backends, args.processes = 2000, 1, [DEFAULT_BACKEND, NULL_API], [1]
+        args.latency_seconds, args.backlog, args.large = 3.0, 0, 0
+    if args.large_only and not args.large:
+        _parser().error("--large-only needs --large N")
+    if args.distant_only and not args.distant_ms:
+        _parser().error("--distant-only needs --distant-ms MS")
+    return args
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -125,6 +135,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="MS",
         help="also run one worker (default settings, activity mix) against an API this far away and an instant one",
     )
+    parser.add_argument("--distant-only", action="store_true", help="only the --distant-ms measurement")
     parser.add_argument("--large-only", action="store_true", help="only the --large measurement (main section kept)")
     parser.add_argument(
         "--peer", choices=["benthos"], help="also run Benthos on the activity stream (built with Go on first use)"
@@ -164,6 +175,10 @@ def _measure(args: argparse.Namespace, bootstrap_servers: str, kafka_version: st
 
     if args.large_only:
         _large(args, bootstrap_servers, sandbox, results)
+        results["meta"]["loadavg_end"] = os.getloadavg()[0]
+        return results
+    if args.distant_only:
+        _distant(args, bootstrap_servers, sandbox, dataset("activity", args.events), results)
         results["meta"]["loadavg_end"] = os.getloadavg()[0]
         return results
     for backend in args.backends:
