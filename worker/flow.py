@@ -14,8 +14,10 @@ Two kinds of pause, kept apart:
   (`MAX_IN_FLIGHT_BYTES`: the records held in memory). A partition is paused when its own share is used and
   resumed when it is back under half, so a slow or retrying partition never stops one that holds nothing.
   A poll takes no more than the smallest share left among the partitions it can read, so no partition passes its
-  share in messages and the total never passes `MAX_IN_FLIGHT`; in bytes a poll can bring at most what librdkafka
-  had queued (`queued.max.messages.kbytes`) past a share.
+  share in messages and the total never passes `MAX_IN_FLIGHT`. Bytes are not known before a poll, so a poll also
+  takes no more records than the smallest byte share left holds at the size of the largest record seen lately
+  (`RecordSizes`): while record sizes hold, a partition passes its byte share by at most one record; a record larger
+  than any seen lately can bring more, at most what one poll takes.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from worker.health import Health
 from worker.kafka import Consumer, KafkaException, TopicPartition
 from worker.metrics import WorkerMetrics
 
-__all__ = ["HALTING", "FlowControl", "Pauser", "Window", "backpressure"]
+__all__ = ["HALTING", "FlowControl", "Pauser", "RecordSizes", "Window", "backpressure"]
 
 log = logging.getLogger(__name__)
 _COMMIT_REQUEST_INTERVAL_S = 0.05
@@ -146,6 +148,32 @@ class FlowControl:
         self._metrics.set_backpressure(paused_partitions)
 
 
+class RecordSizes:
+    """The size of the largest record held lately, in the window's bytes: what a poll's room in bytes is counted in.
+
+    It follows a larger record at once and forgets it by an eighth a poll, so a burst of big records is not
+    forgotten on the next poll and a stream that turned small polls in large batches again soon. Before the first
+    record it knows nothing, and a poll takes one record.
+    """
+
+    __slots__ = ("largest",)
+
+    def __init__(self) -> None:
+        self.largest = 0
+
+    def polled(self, largest_in_poll: int) -> None:
+        """Record one poll's largest record (0 when the poll brought none: nothing is learned or forgotten)."""
+        if largest_in_poll <= 0:
+            return
+        self.largest = max(largest_in_poll, self.largest - self.largest // 8)
+
+    def records_in(self, byte_room: int) -> int:
+        """How many records of the lately largest size fit in `byte_room`; at least one, since polling must go on."""
+        if self.largest <= 0:
+            return 1
+        return max(1, byte_room // self.largest)
+
+
 class Pauser:
     """Applies pause decisions to the consumer: every partition while halted, else `backpressure`'s choice.
 
@@ -160,6 +188,7 @@ class Pauser:
         self._paused: set[Partition] = set()
         self._fresh: set[Partition] = set()  # assigned since the last decision: their state is unknown here
         self._last_commit_request = 0.0
+        self.record_sizes = RecordSizes()
 
     def assigned(self, partitions: Iterable[Partition]) -> None:
         """librdkafka keeps a partition's pause flag across a revoke: state it again for every new assignment."""
@@ -167,14 +196,19 @@ class Pauser:
 
     def room(self, partitions: list[Partition]) -> int:
         """How many messages the next poll may take: the smallest share left among the partitions not paused (a
-        batch drawn from any one of them cannot carry it past its share) and never past the whole window; at least
-        one, since polling must go on (an assignment arrives inside a poll, so with none yet, one)."""
+        batch drawn from any one of them cannot carry it past its share) and never past the whole window, in
+        messages and in records of the lately largest size for bytes; at least one, since polling must go on (an
+        assignment arrives inside a poll, so with none yet, one)."""
         if not partitions:
             return 1
-        share, _ = self._window.shares(len(partitions))
-        left = [share - partition.uncommitted for partition in partitions if partition not in self._paused]
+        share, share_bytes = self._window.shares(len(partitions))
+        readable = [partition for partition in partitions if partition not in self._paused]
+        left = min((share - partition.uncommitted for partition in readable), default=self._window.batch)
         total_left = self._window.messages - sum(partition.uncommitted for partition in partitions)
-        return max(1, min(self._window.batch, total_left, min(left, default=self._window.batch)))
+        bytes_left = min((share_bytes - partition.held_bytes for partition in readable), default=self._window.bytes)
+        total_bytes_left = self._window.bytes - sum(partition.held_bytes for partition in partitions)
+        by_bytes = self.record_sizes.records_in(min(bytes_left, total_bytes_left))
+        return max(1, min(self._window.batch, total_left, left, by_bytes))
 
     def apply(self, partitions: list[Partition], *, halted: bool) -> None:
         self._commit_if_behind(partitions)

@@ -281,32 +281,37 @@ class Pipeline:
                 self._metrics.consumed(topic, count)
 
     def _dispatch_each(self, messages: list[Message], consumed: dict[str, int]) -> None:
-        for message in messages:
-            error = message.error()
-            if error is not None:
-                self._consume_error(error)
-                continue
-            topic, partition_id, offset = message.topic(), message.partition(), message.offset()
-            assert topic is not None
-            assert partition_id is not None
-            assert offset is not None
-            plan = self._planner.plan(self._router.mode_for(topic), topic, message)
-            size = record_size(message)
-            if isinstance(plan, Job) and plan.body is not message.value():
-                size += len(plan.body)  # the envelope's body, re-encoded: a second copy held until sent
-            partition = self._assignment.take((topic, partition_id), offset, size)
-            if partition is None:
-                continue  # fetched before a revoke, or a redelivery of a message already taken
-            pending = Pending(message, offset, partition, size)
-            pending.plan = plan
-            if self._tracing.enabled:
-                pending.trace = self._tracing.begin(message, topic, partition_id, offset)
-            self._outcomes.summary.consumed += 1
-            consumed[topic] = consumed.get(topic, 0) + 1
-            if isinstance(plan, Rejection) and not self._flow.halted:
-                self._outcomes.reject(pending, plan)
-            else:
-                self._lanes.submit(pending, message.key() if isinstance(plan, Job | AwaitingSchema) else None)
+        largest = 0  # the largest record taken, in the window's bytes: what the next poll's room is counted in
+        try:
+            for message in messages:
+                error = message.error()
+                if error is not None:
+                    self._consume_error(error)
+                    continue
+                topic, partition_id, offset = message.topic(), message.partition(), message.offset()
+                assert topic is not None
+                assert partition_id is not None
+                assert offset is not None
+                plan = self._planner.plan(self._router.mode_for(topic), topic, message)
+                size = record_size(message)
+                if isinstance(plan, Job) and plan.body is not message.value():
+                    size += len(plan.body)  # the envelope's body, re-encoded: a second copy held until sent
+                partition = self._assignment.take((topic, partition_id), offset, size)
+                if partition is None:
+                    continue  # fetched before a revoke, or a redelivery of a message already taken
+                largest = max(largest, size)
+                pending = Pending(message, offset, partition, size)
+                pending.plan = plan
+                if self._tracing.enabled:
+                    pending.trace = self._tracing.begin(message, topic, partition_id, offset)
+                self._outcomes.summary.consumed += 1
+                consumed[topic] = consumed.get(topic, 0) + 1
+                if isinstance(plan, Rejection) and not self._flow.halted:
+                    self._outcomes.reject(pending, plan)
+                else:
+                    self._lanes.submit(pending, message.key() if isinstance(plan, Job | AwaitingSchema) else None)
+        finally:
+            self._pauser.record_sizes.polled(largest)
         self._metrics.set_in_flight(self._assignment.in_flight, self._assignment.held_bytes)
 
     def _consume_error(self, error: KafkaError) -> None:

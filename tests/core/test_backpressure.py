@@ -37,6 +37,33 @@ class TestBytes:
             release.set()
             await core.until(lambda: len(core.api.writes()) >= 40, "every message after the API answers")
 
+    async def test_a_deep_fetch_queue_passes_each_share_by_one_record_at_most(self) -> None:
+        """The same 250 kB messages on three partitions with librdkafka's whole queue (16 MiB) fetched and the API
+        stuck: a poll is counted in records of the size seen, so each partition stops within one record of its
+        byte share, and the window within one record per partition; the message window (2,000) never mattered."""
+        release = asyncio.Event()
+
+        async def stuck(_request: Request) -> RawResponse:
+            await release.wait()
+            return OK
+
+        limit = 3_000_000
+        big = envelope_activity("1509").replace(b'"$properties":{}', b'"$properties":{"pad":"' + b"x" * 250_000 + b'"}')
+        async with CoreHarness(api=FakeApi(stuck), max_in_flight_bytes=limit) as core:
+            assert core.pipeline is not None
+            core.assign(0, 1, 2)
+            for _ in range(20):
+                for partition in (0, 1, 2):
+                    core.consumer.append(TOPIC, partition, big)
+            every = {(TOPIC, 0), (TOPIC, 1), (TOPIC, 2)}
+            await core.until(lambda: every <= core.consumer.paused, "all three partitions paused")
+            held = core.sample("mics_worker_in_flight_bytes") or 0
+            one_record = 2 * len(big) + 1_000  # the record and its re-encoded body, plus key and headers
+            assert limit <= held <= limit + 3 * one_record
+            assert core.pipeline.in_flight < 60
+            release.set()
+            await core.until(lambda: len(core.api.writes()) >= 60, "every message after the API answers")
+
 
 class TestFairness:
     async def test_a_partition_stuck_behind_retries_never_stops_the_others(self) -> None:

@@ -1,0 +1,127 @@
+"""`Pauser.room` and `RecordSizes`: how many records the next poll may take, in messages and in bytes."""
+
+from __future__ import annotations
+
+from worker.assignment import Partition
+from worker.flow import Pauser, RecordSizes, Window
+from worker.kafka import TopicPartition
+
+
+class NoConsumer:
+    """room() never touches the consumer; any call would be a bug."""
+
+    def __getattr__(self, name: str) -> object:
+        raise AssertionError(f"room() called the consumer's {name}")
+
+
+class PauseRecorder:
+    """The consumer's pause and resume, recorded."""
+
+    def __init__(self) -> None:
+        self.paused: set[tuple[str, int]] = set()
+
+    def pause(self, partitions: list[TopicPartition]) -> None:
+        self.paused.update((tp.topic, tp.partition) for tp in partitions)
+
+    def resume(self, partitions: list[TopicPartition]) -> None:
+        self.paused.difference_update((tp.topic, tp.partition) for tp in partitions)
+
+
+class BackpressureSink:
+    """FlowControl's one method the pauser reports to."""
+
+    def set_backpressure(self, paused_partitions: int) -> None:
+        self.paused_partitions = paused_partitions
+
+
+def _partition(number: int, *, uncommitted: int = 0, held_bytes: int = 0) -> Partition:
+    partition = Partition(("t", number))
+    partition.committed = 0
+    partition.taken_until = uncommitted
+    partition.held_bytes = held_bytes
+    return partition
+
+
+def _pauser(window: Window, largest_record: int = 0) -> Pauser:
+    pauser = Pauser(NoConsumer(), window, flow=None)  # type: ignore[arg-type]
+    pauser.record_sizes.polled(largest_record)
+    return pauser
+
+
+class TestRecordSizes:
+    def test_before_any_record_a_poll_takes_one(self) -> None:
+        assert RecordSizes().records_in(10_000_000) == 1
+
+    def test_counts_the_room_in_records_of_the_largest_size(self) -> None:
+        sizes = RecordSizes()
+        sizes.polled(250_000)
+        assert sizes.records_in(1_000_000) == 4
+        assert sizes.records_in(999_999) == 3
+
+    def test_a_full_room_still_lets_one_record_through(self) -> None:
+        """Polling must go on: the pause, not the room, is what stops a full partition."""
+        sizes = RecordSizes()
+        sizes.polled(250_000)
+        assert sizes.records_in(0) == 1
+        assert sizes.records_in(-5) == 1
+
+    def test_a_larger_record_is_followed_at_once(self) -> None:
+        sizes = RecordSizes()
+        sizes.polled(1_000)
+        sizes.polled(800_000)
+        assert sizes.largest == 800_000
+
+    def test_a_large_record_is_forgotten_an_eighth_a_poll(self) -> None:
+        sizes = RecordSizes()
+        sizes.polled(800_000)
+        sizes.polled(1_000)
+        assert sizes.largest == 700_000
+        for _ in range(60):
+            sizes.polled(1_000)
+        assert sizes.largest == 1_000
+
+    def test_an_empty_poll_teaches_nothing(self) -> None:
+        sizes = RecordSizes()
+        sizes.polled(800_000)
+        sizes.polled(0)
+        assert sizes.largest == 800_000
+
+
+class TestRoom:
+    def test_small_records_are_held_back_by_the_message_share(self) -> None:
+        """6 partitions, 60 messages: a share of 10; the emptiest-but-fullest readable partition has 7 left."""
+        pauser = _pauser(Window(messages=60, bytes=60_000_000, batch=500), largest_record=100)
+        partitions = [_partition(n, uncommitted=3 if n == 2 else 0) for n in range(6)]
+        assert pauser.room(partitions) == 7
+
+    def test_large_records_are_held_back_by_the_byte_share(self) -> None:
+        """6 MB over 6 partitions is 1 MB each; with 250 kB records the fullest readable partition (600 kB held)
+        has room for one more, although the message share would allow ten."""
+        pauser = _pauser(Window(messages=60, bytes=6_000_000, batch=500), largest_record=250_000)
+        partitions = [_partition(n, held_bytes=600_000 if n == 4 else 0) for n in range(6)]
+        assert pauser.room(partitions) == 1
+        partitions[4].held_bytes = 0
+        assert pauser.room(partitions) == 4
+
+    def test_the_whole_window_in_bytes_caps_the_poll(self) -> None:
+        """A paused partition over its share uses the window the others' shares would leave: 1 MB over two
+        partitions, one paused holding 900 kB, the other empty: 100 kB left in all, two 50 kB records."""
+        consumer = PauseRecorder()
+        pauser = Pauser(consumer, Window(messages=1_000, bytes=1_000_000), flow=BackpressureSink())  # type: ignore[arg-type]
+        pauser.record_sizes.polled(50_000)
+        partitions = [_partition(0, held_bytes=900_000), _partition(1)]
+        pauser.apply(partitions, halted=False)
+        assert consumer.paused == {("t", 0)}
+        assert pauser.room(partitions) == 2  # 100 kB left of the window; the readable partition's share has 500 kB
+
+    def test_the_batch_size_caps_the_poll(self) -> None:
+        pauser = _pauser(Window(messages=100_000, bytes=10**12, batch=500), largest_record=10)
+        assert pauser.room([_partition(0)]) == 500
+
+    def test_before_any_record_the_first_poll_takes_one(self) -> None:
+        """The size is unknown until a record has been seen: one record cannot pass a share by more than itself."""
+        pauser = _pauser(Window(messages=60, bytes=6_000_000, batch=500))
+        assert pauser.room([_partition(n) for n in range(6)]) == 1
+
+    def test_no_assignment_polls_for_one(self) -> None:
+        assert _pauser(Window(messages=60, bytes=6_000_000)).room([]) == 1
