@@ -226,6 +226,25 @@ class Pauser:
         self._paused = wanted
         self._flow.set_backpressure(0 if halted else len(wanted))
 
+    def commit_would_help(self, partitions: list[Partition]) -> bool:
+        """Whether committing the finished work now frees room: a paused partition it would resume, or a quarter of
+        a partition's share (so the window as a whole never waits on more than a quarter of itself).
+
+        Only a confirmed commit frees a share in messages, so it must be asked for before a paused partition runs
+        dry: waiting for half a share (as before) let a partition finish everything it held and then wait for a
+        commit round trip and a fetch with nothing to do, once a cycle.
+        """
+        share, _ = self._window.shares(len(partitions))
+        for partition in partitions:
+            finished = partition.finished_uncommitted
+            if not finished:
+                continue
+            if finished >= max(1, share // 4):
+                return True
+            if partition in self._paused and partition.uncommitted - finished <= share // 2:
+                return True
+        return False
+
     def _set_paused(self, partitions: set[Partition], *, paused: bool) -> None:
         tps = [TopicPartition(*partition.key) for partition in partitions]
         try:
@@ -234,13 +253,11 @@ class Pauser:
             log.warning("pause/resume failed: %s", exc)
 
     def _commit_if_behind(self, partitions: list[Partition]) -> None:
-        """Commit (asynchronously) once finished work fills a quarter of the window or half a partition's share."""
+        """Commit (asynchronously) when `commit_would_help`, at most every 50 ms."""
         now = time.monotonic()
         if now - self._last_commit_request < _COMMIT_REQUEST_INTERVAL_S:
             return
-        share, _ = self._window.shares(len(partitions))
-        finished = [partition.finished_uncommitted for partition in partitions]
-        if sum(finished) >= max(1, self._window.messages // 4) or max(finished, default=0) >= max(1, share // 2):
+        if self.commit_would_help(partitions):
             self._last_commit_request = now
             try:
                 self._consumer.commit(asynchronous=True)

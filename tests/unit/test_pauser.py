@@ -1,4 +1,4 @@
-"""`Pauser.room` and `RecordSizes`: how many records the next poll may take, in messages and in bytes."""
+"""`Pauser`: how many records the next poll may take (in messages and in bytes) and when finished work is committed."""
 
 from __future__ import annotations
 
@@ -125,3 +125,50 @@ class TestRoom:
 
     def test_no_assignment_polls_for_one(self) -> None:
         assert _pauser(Window(messages=60, bytes=6_000_000)).room([]) == 1
+
+
+def _finished(partition: Partition, finished: int) -> Partition:
+    """`finished` of the partition's taken messages are done and stored, not yet confirmed by the coordinator."""
+    assert partition.committed is not None
+    partition.stored = partition.committed + finished
+    return partition
+
+
+class TestCommitWouldHelp:
+    """Window of 600 messages over 6 partitions: a share of 100, resumed at 50 or below."""
+
+    window = Window(messages=600, bytes=10**9)
+
+    def test_nothing_finished_nothing_to_commit(self) -> None:
+        pauser = _pauser(self.window)
+        assert not pauser.commit_would_help([_partition(n, uncommitted=90) for n in range(6)])
+
+    def test_a_quarter_of_a_share_finished_is_worth_a_commit(self) -> None:
+        pauser = _pauser(self.window)
+        partitions = [_partition(n, uncommitted=40) for n in range(6)]
+        _finished(partitions[3], 24)
+        assert not pauser.commit_would_help(partitions)
+        _finished(partitions[3], 25)
+        assert pauser.commit_would_help(partitions)
+
+    def test_a_commit_that_would_resume_a_paused_partition_is_asked_for_at_once(self) -> None:
+        """Paused at 100 and still over half its share after a commit (70 held): 10 more finished would leave 60, so
+        no commit yet; 20 finished would leave 50 and resume it, so commit now, below a quarter share finished."""
+        consumer = PauseRecorder()
+        pauser = Pauser(consumer, self.window, flow=BackpressureSink())  # type: ignore[arg-type]
+        partitions = [_partition(0, uncommitted=100)] + [_partition(n) for n in range(1, 6)]
+        pauser.apply(partitions, halted=False)
+        partitions[0].committed = 30  # a commit confirmed 30: 70 held, still paused
+        partitions[0].taken_until = 100
+        pauser.apply(partitions, halted=False)
+        assert consumer.paused == {("t", 0)}
+        _finished(partitions[0], 10)
+        assert not pauser.commit_would_help(partitions)
+        _finished(partitions[0], 20)
+        assert pauser.commit_would_help(partitions)
+
+    def test_the_same_finished_work_on_a_running_partition_waits_for_more(self) -> None:
+        """Not paused: 20 finished is below a quarter share, and there is no pause for a commit to end."""
+        pauser = _pauser(self.window)
+        partitions = [_finished(_partition(0, uncommitted=70), 20)] + [_partition(n) for n in range(1, 6)]
+        assert not pauser.commit_would_help(partitions)
