@@ -248,9 +248,27 @@ class Pauser:
     def _set_paused(self, partitions: set[Partition], *, paused: bool) -> None:
         tps = [TopicPartition(*partition.key) for partition in partitions]
         try:
-            (self._consumer.pause if paused else self._consumer.resume)(tps)
+            if paused:
+                self._consumer.pause(tps)
+            else:
+                self._consumer.resume(tps)
+                self._start_fetching(tps)
         except KafkaException as exc:
             log.warning("pause/resume failed: %s", exc)
+
+    def _start_fetching(self, resumed: list[TopicPartition]) -> None:
+        """Seek each resumed partition to the position it resumes from anyway, so that its fetch starts now.
+
+        librdkafka's resume only clears the pause flag; its broker thread notices on its next wake-up, which is up to
+        a second away when every partition was paused (nothing else wakes it, confluent-kafka-go issue 630): under a
+        full window the worker sat idle that long once a cycle. An epoch-less seek passes the partition through a
+        fetch-state change, which wakes that thread at once. The position is where the resume would fetch from (the
+        offset after the last message consumed), so nothing is skipped or read twice; a partition without one (none
+        consumed since it was assigned or last sought) is left to the resume.
+        """
+        for position in self._consumer.position(resumed):
+            if position.offset >= 0:
+                self._consumer.seek(TopicPartition(position.topic, position.partition, position.offset))
 
     def _commit_if_behind(self, partitions: list[Partition]) -> None:
         """Commit (asynchronously) when `commit_would_help`, at most every 50 ms."""

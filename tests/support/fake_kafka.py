@@ -71,7 +71,8 @@ class FakeConsumer:
     def __init__(self, queue_bytes: int = 16 * 1024 * 1024) -> None:
         self.queue_bytes = queue_bytes  # like queued.max.messages.kbytes: what one consume() can return at most
         self.logs: dict[Key, list[FakeMessage]] = {}
-        self.position: dict[Key, int] = {}
+        self.next_offset: dict[Key, int] = {}  # where each partition's next consume() reads
+        self.seeks: list[tuple[Key, int]] = []
         self.assigned: list[Key] = []
         self.paused: set[Key] = set()
         self.pause_calls: list[list[Key]] = []
@@ -128,24 +129,24 @@ class FakeConsumer:
             while len(taken) < num_messages and progress and (size < self.queue_bytes or not taken):
                 progress = False
                 for key in self.assigned:  # round robin, one record per partition per turn
-                    log, at = self.logs.get(key, []), self.position.get(key, 0)
+                    log, at = self.logs.get(key, []), self.next_offset.get(key, 0)
                     if key not in self.paused and at < len(log) and len(taken) < num_messages:
                         taken.append(log[at])
                         size += len(log[at].value() or b"")
-                        self.position[key] = at + 1
+                        self.next_offset[key] = at + 1
                         progress = True
             return taken
 
     def _available(self) -> bool:
         return any(
-            key not in self.paused and self.position.get(key, 0) < len(self.logs.get(key, [])) for key in self.assigned
+            key not in self.paused and self.next_offset.get(key, 0) < len(self.logs.get(key, [])) for key in self.assigned
         )
 
     def _run_callback(self, event: str, keys: list[Key]) -> None:
         tps = [TopicPartition(topic, partition) for topic, partition in keys]
         if event == "assign":
             for key in keys:
-                self.position[key] = self.committed.get(key, 0)
+                self.next_offset[key] = self.committed.get(key, 0)
             self.assigned.extend(key for key in keys if key not in self.assigned)
             self._callbacks["on_assign"](self, tps)
         else:
@@ -164,6 +165,21 @@ class FakeConsumer:
     def resume(self, partitions: list[TopicPartition]) -> None:
         with self._wakeup:
             self.paused.difference_update((tp.topic, tp.partition) for tp in partitions)
+            self._wakeup.notify_all()
+
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        """The offset after the last message consumed, or -1001 (librdkafka's invalid offset) before any."""
+        with self._wakeup:
+            return [
+                TopicPartition(tp.topic, tp.partition, self.next_offset.get((tp.topic, tp.partition), -1001))
+                for tp in partitions
+            ]
+
+    def seek(self, partition: TopicPartition) -> None:
+        with self._wakeup:
+            key = (partition.topic, partition.partition)
+            self.seeks.append((key, partition.offset))
+            self.next_offset[key] = partition.offset
             self._wakeup.notify_all()
 
     def store_offsets(self, offsets: list[TopicPartition]) -> None:

@@ -19,12 +19,21 @@ class PauseRecorder:
 
     def __init__(self) -> None:
         self.paused: set[tuple[str, int]] = set()
+        self.positions: dict[int, int] = {}  # partition -> the offset after the last message consumed
+        self.calls: list[str] = []
 
     def pause(self, partitions: list[TopicPartition]) -> None:
         self.paused.update((tp.topic, tp.partition) for tp in partitions)
 
     def resume(self, partitions: list[TopicPartition]) -> None:
         self.paused.difference_update((tp.topic, tp.partition) for tp in partitions)
+        self.calls.append("resume")
+
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        return [TopicPartition(tp.topic, tp.partition, self.positions.get(tp.partition, -1001)) for tp in partitions]
+
+    def seek(self, partition: TopicPartition) -> None:
+        self.calls.append(f"seek {partition.partition} {partition.offset} epoch {partition.leader_epoch}")
 
 
 class BackpressureSink:
@@ -172,3 +181,22 @@ class TestCommitWouldHelp:
         pauser = _pauser(self.window)
         partitions = [_finished(_partition(0, uncommitted=70), 20)] + [_partition(n) for n in range(1, 6)]
         assert not pauser.commit_would_help(partitions)
+
+
+class TestResume:
+    def test_a_resumed_partition_is_sought_to_its_own_position_without_an_epoch(self) -> None:
+        """The seek that wakes librdkafka's fetcher goes exactly where the resume would fetch from; epoch-less, so
+        librdkafka validates nothing and starts the fetch at once. A partition without a position is left alone."""
+        consumer = PauseRecorder()
+        pauser = Pauser(consumer, Window(messages=600, bytes=10**9), flow=BackpressureSink())  # type: ignore[arg-type]
+        partitions = [_partition(n, uncommitted=100) for n in range(3)] + [_partition(n) for n in range(3, 6)]
+        pauser.apply(partitions, halted=False)
+        assert consumer.paused == {("t", 0), ("t", 1), ("t", 2)}
+        assert consumer.calls == []  # pausing seeks nothing
+        consumer.positions = {0: 100, 1: 97}
+        for partition in partitions[:3]:
+            partition.committed = 60  # 40 held: under half the share of 100
+        pauser.apply(partitions, halted=False)
+        assert consumer.paused == set()
+        assert consumer.calls[0] == "resume"
+        assert sorted(consumer.calls[1:]) == ["seek 0 100 epoch None", "seek 1 97 epoch None"]
