@@ -14,7 +14,7 @@ UNAVAILABLE = RawResponse(503, {}, b'{"status":"error","error":"Service Unavaila
 class TestBytes:
     async def test_large_messages_are_bounded_by_bytes_not_only_by_count(self) -> None:
         """250 kB messages with the API stuck: the bytes held stay within MAX_IN_FLIGHT_BYTES plus what one poll
-        can bring (librdkafka's queue, 1 MB here), though the count window (2,000) is far from full; the partition
+        can bring (librdkafka's queue, 1 MB here), though the count window (10,000) is far from full; the partition
         is paused, not the worker stopped."""
         release = asyncio.Event()
 
@@ -40,7 +40,7 @@ class TestBytes:
     async def test_a_deep_fetch_queue_passes_each_share_by_one_record_at_most(self) -> None:
         """The same 250 kB messages on three partitions with librdkafka's whole queue (16 MiB) fetched and the API
         stuck: a poll is counted in records of the size seen, so each partition stops within one record of its
-        byte share, and the window within one record per partition; the message window (2,000) never mattered."""
+        byte share, and the window within one record per partition; the message window (10,000) never mattered."""
         release = asyncio.Event()
 
         async def stuck(_request: Request) -> RawResponse:
