@@ -139,7 +139,8 @@ class FakeConsumer:
 
     def _available(self) -> bool:
         return any(
-            key not in self.paused and self.next_offset.get(key, 0) < len(self.logs.get(key, [])) for key in self.assigned
+            key not in self.paused and self.next_offset.get(key, 0) < len(self.logs.get(key, []))
+            for key in self.assigned
         )
 
     def _run_callback(self, event: str, keys: list[Key]) -> None:
