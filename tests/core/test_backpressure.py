@@ -11,57 +11,57 @@ from worker.retry import RetryPolicy
 UNAVAILABLE = RawResponse(503, {}, b'{"status":"error","error":"Service Unavailable"}')
 
 
+BIG = envelope_activity("1509").replace(b'"$properties":{}', b'"$properties":{"pad":"' + b"x" * 250_000 + b'"}')
+ONE_RECORD = 2 * len(BIG) + 1_000  # what one BIG holds in the window: the record, its re-encoded body, key, headers
+
+
+class StuckApi:
+    """An API that answers nothing until released: what the worker holds then is the most it ever holds."""
+
+    def __init__(self) -> None:
+        self.released = asyncio.Event()
+        self.api = FakeApi(self._answer)
+
+    async def _answer(self, _request: Request) -> RawResponse:
+        await self.released.wait()
+        return OK
+
+
 class TestBytes:
     async def test_large_messages_are_bounded_by_bytes_not_only_by_count(self) -> None:
-        """250 kB messages with the API stuck: the bytes held stay within MAX_IN_FLIGHT_BYTES plus what one poll
-        can bring (librdkafka's queue, 1 MB here), though the count window (10,000) is far from full; the partition
-        is paused, not the worker stopped."""
-        release = asyncio.Event()
-
-        async def stuck(_request: Request) -> RawResponse:
-            await release.wait()
-            return OK
-
-        limit = 2_000_000
-        big = envelope_activity("1509").replace(b'"$properties":{}', b'"$properties":{"pad":"' + b"x" * 250_000 + b'"}')
-        async with CoreHarness(api=FakeApi(stuck), max_in_flight_bytes=limit) as core:
+        """250 kB messages with the API stuck: the bytes held stay within MAX_IN_FLIGHT_BYTES plus one record,
+        though the count window (10,000) is far from full; the partition is paused, not the worker stopped."""
+        stuck, limit = StuckApi(), 2_000_000
+        async with CoreHarness(api=stuck.api, max_in_flight_bytes=limit) as core:
             assert core.pipeline is not None
             core.consumer.queue_bytes = 1_000_000
             core.assign(0)
             for _ in range(40):
-                core.consumer.append(TOPIC, 0, big)
+                core.consumer.append(TOPIC, 0, BIG)
             await core.until(lambda: (TOPIC, 0) in core.consumer.paused, "the partition paused")
             held = core.sample("mics_worker_in_flight_bytes") or 0
-            assert 0 < held <= limit + 1_000_000 + 2 * len(big)
+            assert limit <= held <= limit + ONE_RECORD
             assert core.pipeline.in_flight < 40
-            release.set()
+            stuck.released.set()
             await core.until(lambda: len(core.api.writes()) >= 40, "every message after the API answers")
 
     async def test_a_deep_fetch_queue_passes_each_share_by_one_record_at_most(self) -> None:
-        """The same 250 kB messages on three partitions with librdkafka's whole queue (16 MiB) fetched and the API
-        stuck: a poll is counted in records of the size seen, so each partition stops within one record of its
-        byte share, and the window within one record per partition; the message window (10,000) never mattered."""
-        release = asyncio.Event()
-
-        async def stuck(_request: Request) -> RawResponse:
-            await release.wait()
-            return OK
-
-        limit = 3_000_000
-        big = envelope_activity("1509").replace(b'"$properties":{}', b'"$properties":{"pad":"' + b"x" * 250_000 + b'"}')
-        async with CoreHarness(api=FakeApi(stuck), max_in_flight_bytes=limit) as core:
+        """The same messages on three partitions with librdkafka's whole queue (16 MiB) fetched ahead: a poll is
+        counted in records of the size seen, so each partition stops within one record of its byte share, and the
+        window within one record per partition."""
+        stuck, limit = StuckApi(), 3_000_000
+        async with CoreHarness(api=stuck.api, max_in_flight_bytes=limit) as core:
             assert core.pipeline is not None
             core.assign(0, 1, 2)
             for _ in range(20):
                 for partition in (0, 1, 2):
-                    core.consumer.append(TOPIC, partition, big)
+                    core.consumer.append(TOPIC, partition, BIG)
             every = {(TOPIC, 0), (TOPIC, 1), (TOPIC, 2)}
             await core.until(lambda: every <= core.consumer.paused, "all three partitions paused")
             held = core.sample("mics_worker_in_flight_bytes") or 0
-            one_record = 2 * len(big) + 1_000  # the record and its re-encoded body, plus key and headers
-            assert limit <= held <= limit + 3 * one_record
+            assert limit <= held <= limit + 3 * ONE_RECORD
             assert core.pipeline.in_flight < 60
-            release.set()
+            stuck.released.set()
             await core.until(lambda: len(core.api.writes()) >= 60, "every message after the API answers")
 
 
