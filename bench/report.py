@@ -208,10 +208,11 @@ def distant_section(results: Result) -> str:
     for run in runs:
         by_latency.setdefault(run["api_latency_ms"], []).append(run)
 
-    def steady(group: list[Result]) -> float:
-        return median(run["steady_events_per_s"] or run["events_per_s"] for run in group)
+    def steadies(group: list[Result]) -> list[float]:
+        """Each run's steady rate; a run too short to have one counts with its whole-run rate."""
+        return [run["steady_events_per_s"] or run["events_per_s"] for run in group]
 
-    instant_steady = steady(by_latency[0.0])
+    instant_steady = median(steadies(by_latency[0.0]))
     instant_whole = median(run["events_per_s"] for run in by_latency[0.0])
     out = [
         f"Run of {meta['date']}, {meta['default_backend']}, one process, default settings, activity mix, "
@@ -223,13 +224,13 @@ def distant_section(results: Result) -> str:
         "|---:|---|---:|---:|---:|---:|---:|",
     ]
     for latency_ms, group in sorted(by_latency.items()):
-        rate = steady(group)
+        rates = steadies(group)
+        rate = median(rates)
         whole = median(run["events_per_s"] for run in group)
         share = rate / instant_steady if instant_steady else 0.0
         verdict = "" if latency_ms == 0.0 else f" {_verdict(share >= DISTANT_TARGET)}"
-        steadies = [run["steady_events_per_s"] or run["events_per_s"] for run in group]
         out.append(
-            f"| {latency_ms:.0f} | {_list(steadies, '{:,.0f}')} | {rate:,.0f} | {share:.0%}{verdict} "
+            f"| {latency_ms:.0f} | {_list(rates, '{:,.0f}')} | {rate:,.0f} | {share:.0%}{verdict} "
             f"| {whole:,.0f} | {whole / instant_whole if instant_whole else 0.0:.0%} "
             f"| {median(run['cpu_us_per_event'] for run in group):,.0f} |"
         )
