@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from worker.assignment import Partition
 from worker.flow import Pauser, RecordSizes, Window
-from worker.kafka import TopicPartition
+from worker.kafka import KafkaError, KafkaException, TopicPartition
 
 
 class NoConsumer:
@@ -200,3 +204,27 @@ class TestResume:
         assert consumer.paused == set()
         assert consumer.calls[0] == "resume"
         assert sorted(consumer.calls[1:]) == ["seek 0 100 epoch None", "seek 1 97 epoch None"]
+
+    def test_a_failed_seek_leaves_the_partition_resumed_and_is_not_retried(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """librdkafka refusing the seek (a revoke under way) costs only the early fetch: one warning, the partition
+        stays resumed, and the next decision does not seek again."""
+
+        class RefusingSeek(PauseRecorder):
+            def seek(self, partition: TopicPartition) -> None:
+                super().seek(partition)
+                raise KafkaException(KafkaError(KafkaError._STATE))
+
+        consumer = RefusingSeek()
+        pauser = Pauser(consumer, Window(messages=600, bytes=10**9), flow=BackpressureSink())  # type: ignore[arg-type]
+        partitions = [_partition(0, uncommitted=100)] + [_partition(n) for n in range(1, 6)]
+        pauser.apply(partitions, halted=False)
+        consumer.positions = {0: 100}
+        partitions[0].committed = 60
+        with caplog.at_level(logging.WARNING, logger="worker.flow"):
+            pauser.apply(partitions, halted=False)
+            pauser.apply(partitions, halted=False)
+        assert consumer.paused == set()
+        assert consumer.calls == ["resume", "seek 0 100 epoch None"]
+        assert [record.getMessage().startswith("pause/resume failed") for record in caplog.records] == [True]
