@@ -87,7 +87,7 @@ class WorkerConfig:
     log_level: str = "INFO"
     drain_timeout_s: float = 30.0
     max_message_bytes: int = 1_000_000
-    max_in_flight: int = 10_000
+    max_in_flight: int = 2000
     max_in_flight_bytes: int = 64 * 1024 * 1024
     max_concurrency: int = 256  # a ceiling, not the pace: the adaptive limit starts at 20 (README, "Flow control")
     route_concurrency: Mapping[str, int] = field(default_factory=dict)

@@ -30,7 +30,7 @@ class StuckApi:
 class TestBytes:
     async def test_large_messages_are_bounded_by_bytes_not_only_by_count(self) -> None:
         """250 kB messages with the API stuck: the bytes held stay within MAX_IN_FLIGHT_BYTES plus one record,
-        though the count window (10,000) is far from full; the partition is paused, not the worker stopped."""
+        though the count window (2,000) is far from full; the partition is paused, not the worker stopped."""
         stuck, limit = StuckApi(), 2_000_000
         async with CoreHarness(api=stuck.api, max_in_flight_bytes=limit) as core:
             assert core.pipeline is not None
