@@ -13,7 +13,7 @@ from worker import kafka
 from worker.config import WorkerConfig
 from worker.dlq import DlqSettings
 from worker.dryrun import dry_run_consumer
-from worker.kafka import consumer_settings, producer_settings, subscription
+from worker.kafka import FETCH_WAIT_MAX_MS, consumer_settings, producer_settings, subscription
 from worker.mics.auth import ApiToken
 
 SHARED_PROPERTIES = {
@@ -77,6 +77,12 @@ class TestConsumerSettings:
         """A group instance id makes the member static; without one the key is absent."""
         assert consumer_settings(config(group_instance_id="worker-0"))["group.instance.id"] == "worker-0"
         assert "group.instance.id" not in consumer_settings(config())
+
+    def test_a_resumed_partition_waits_at_most_a_short_long_poll(self) -> None:
+        """librdkafka keeps one fetch per broker in flight: a long poll at a partition's end delays every resumed
+        partition, so the worker shortens it from librdkafka's 500 ms; an operator may still choose."""
+        assert consumer_settings(config())["fetch.wait.max.ms"] == FETCH_WAIT_MAX_MS < 500
+        assert consumer_settings(config({"fetch.wait.max.ms": "500"}))["fetch.wait.max.ms"] == "500"
 
     def test_refuses_to_override_the_pinned_setting(self) -> None:
         """Turning auto-store back on would commit unfinished messages, so the override is refused."""
