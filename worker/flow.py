@@ -34,10 +34,12 @@ from worker.health import Health
 from worker.kafka import Consumer, KafkaException, TopicPartition
 from worker.metrics import WorkerMetrics
 
-__all__ = ["HALTING", "FlowControl", "Pauser", "RecordSizes", "Window", "backpressure"]
+__all__ = ["HALTING", "WAKE_WHILE_PAUSED_S", "FlowControl", "Pauser", "RecordSizes", "Window", "backpressure"]
 
 log = logging.getLogger(__name__)
 _COMMIT_REQUEST_INTERVAL_S = 0.05
+WAKE_WHILE_PAUSED_S = 0.01
+"""The poll's wait while a partition is paused for backpressure (see `Pauser.poll_timeout_s`)."""
 
 HALTING = frozenset({"dlq_unavailable", "dlq_rate"})
 """Holds that pause every partition (the dead-letter path is what they protect)."""
@@ -209,6 +211,19 @@ class Pauser:
         total_bytes_left = self._window.bytes - sum(partition.held_bytes for partition in partitions)
         by_bytes = self.record_sizes.records_in(min(bytes_left, total_bytes_left))
         return max(1, min(self._window.batch, total_left, left, by_bytes))
+
+    def poll_timeout_s(self, partitions: list[Partition], idle_s: float, *, halted: bool) -> float:
+        """How long the next poll may wait for a message: `idle_s`, or `WAKE_WHILE_PAUSED_S` while a partition is
+        paused for backpressure.
+
+        What resumes a paused partition (its messages finishing, then a commit confirmed) is acted on between polls
+        only, and a poll that has nothing to read waits its whole timeout: with `idle_s` (100 ms) each cycle of the
+        window sat out up to two of them (one before the commit request, one before the resume) with nothing
+        to send. A hold (`halted`) is not polled for this way: it ends on its own schedule, not the worker's progress.
+        """
+        if halted or not self._paused.intersection(partitions):
+            return idle_s
+        return min(idle_s, WAKE_WHILE_PAUSED_S)
 
     def apply(self, partitions: list[Partition], *, halted: bool) -> None:
         self._commit_if_behind(partitions)

@@ -57,13 +57,14 @@ from worker.validation import Validators
 from worker.waits import first_of
 from worker.watch import StateWatch
 
-__all__ = ["Pipeline", "RunSummary", "WorkerCrashed"]
+__all__ = ["IDLE_POLL_TIMEOUT_S", "Pipeline", "RunSummary", "WorkerCrashed"]
 
 log = logging.getLogger(__name__)
 consume_log = logging.getLogger("worker.consume")
 consume_log.addFilter(RepeatFilter(interval_s=30.0))
 
-_POLL_TIMEOUT_S = 0.1
+IDLE_POLL_TIMEOUT_S = 0.1
+"""How long a poll waits for a message when nothing is paused (see `Pauser.poll_timeout_s`)."""
 _PRODUCER_POLL_S = 0.01
 _DRAIN_TICK_S = 0.01
 _FLUSH_TIMEOUT_S = 5.0
@@ -262,9 +263,11 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         while not self._stop.is_set():
             self._health.heartbeat()
-            room = self._pauser.room(self._assignment.partitions())
+            partitions = self._assignment.partitions()
+            room = self._pauser.room(partitions)
+            timeout_s = self._pauser.poll_timeout_s(partitions, IDLE_POLL_TIMEOUT_S, halted=self._flow.halted)
             messages = await loop.run_in_executor(
-                self._kafka_thread, consume_available, self._consumer, room, _POLL_TIMEOUT_S
+                self._kafka_thread, consume_available, self._consumer, room, timeout_s
             )
             if messages:
                 self._dispatch(messages)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from tests.support.core_harness import OK, TOPIC, CoreHarness, FakeApi, Request, envelope_activity
+from worker.flow import WAKE_WHILE_PAUSED_S
 from worker.mics.transport import RawResponse
+from worker.pipeline import IDLE_POLL_TIMEOUT_S
 from worker.retry import RetryPolicy
 
 UNAVAILABLE = RawResponse(503, {}, b'{"status":"error","error":"Service Unavailable"}')
@@ -124,3 +126,24 @@ class TestMessageWindow:
             release.set()
             await core.until(lambda: all(core.stored(p) == 100 for p in range(6)), "everything, once released")
         assert 0 < peak <= 60
+
+    async def test_while_a_partition_is_paused_the_poll_waits_only_a_few_milliseconds(self) -> None:
+        """Its resume is decided between polls: with the idle wait (100 ms) every cycle of the window sat out up to
+        two of them with nothing to send. Paused, the polls wait `WAKE_WHILE_PAUSED_S`; resumed and drained, the
+        idle wait again."""
+        stuck = StuckApi()
+        async with CoreHarness(api=stuck.api, max_in_flight=10) as core:
+            assert core.pipeline is not None
+            core.assign(0)
+            for index in range(30):
+                core.consumer.append(TOPIC, 0, envelope_activity("1509"), key=f"k{index}".encode())
+            await core.until(lambda: (TOPIC, 0) in core.consumer.paused, "the partition paused")
+            seen = len(core.consumer.poll_timeouts)
+            await core.until(lambda: len(core.consumer.poll_timeouts) > seen + 2, "more polls while paused")
+            assert set(core.consumer.poll_timeouts[seen + 1 :]) == {WAKE_WHILE_PAUSED_S}
+            stuck.released.set()
+            await core.until(lambda: core.stored(0) == 30, "everything, once released")
+            await core.until(lambda: (TOPIC, 0) not in core.consumer.paused, "the partition resumed")
+            seen = len(core.consumer.poll_timeouts)
+            await core.until(lambda: len(core.consumer.poll_timeouts) > seen + 2, "more polls once resumed")
+            assert set(core.consumer.poll_timeouts[seen + 1 :]) == {IDLE_POLL_TIMEOUT_S}

@@ -76,6 +76,7 @@ class FakeConsumer:
         self.assigned: list[Key] = []
         self.paused: set[Key] = set()
         self.pause_calls: list[list[Key]] = []
+        self.poll_timeouts: list[float] = []  # what each consume() was allowed to wait, in order
         self.stored: dict[Key, int] = {}
         self.committed: dict[Key, int] = {}
         self.commit_history: list[dict[Key, int]] = []
@@ -114,6 +115,7 @@ class FakeConsumer:
 
     def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
         with self._wakeup:
+            self.poll_timeouts.append(timeout)
             if not self._events and not self.errors and not self._available():
                 self._wakeup.wait(timeout)
             events = list(self._events)

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from worker.assignment import Partition
-from worker.flow import Pauser, RecordSizes, Window
+from worker.flow import WAKE_WHILE_PAUSED_S, Pauser, RecordSizes, Window
 from worker.kafka import KafkaError, KafkaException, TopicPartition
 
 
@@ -228,3 +228,45 @@ class TestResume:
         assert consumer.paused == set()
         assert consumer.calls == ["resume", "seek 0 100 epoch None"]
         assert [record.getMessage().startswith("pause/resume failed") for record in caplog.records] == [True]
+
+
+class TestPollTimeout:
+    """How long a poll may wait: the idle timeout, unless a partition waits to be resumed."""
+
+    window = Window(messages=600, bytes=10**9)
+    idle_s = 0.1
+
+    def _applied(self, partitions: list[Partition], *, halted: bool = False) -> Pauser:
+        pauser = Pauser(PauseRecorder(), self.window, flow=BackpressureSink())  # type: ignore[arg-type]
+        pauser.apply(partitions, halted=halted)
+        return pauser
+
+    def test_nothing_paused_waits_the_idle_timeout(self) -> None:
+        partitions = [_partition(n, uncommitted=90) for n in range(6)]
+        assert self._applied(partitions).poll_timeout_s(partitions, self.idle_s, halted=False) == self.idle_s
+
+    def test_a_partition_paused_for_backpressure_is_looked_at_every_few_milliseconds(self) -> None:
+        """Its resume (after its messages finish and a commit is confirmed) is decided between polls only."""
+        partitions = [_partition(0, uncommitted=100)] + [_partition(n) for n in range(1, 6)]
+        pauser = self._applied(partitions)
+        assert pauser.poll_timeout_s(partitions, self.idle_s, halted=False) == WAKE_WHILE_PAUSED_S
+        assert self.idle_s > WAKE_WHILE_PAUSED_S
+
+    def test_once_resumed_the_idle_timeout_is_back(self) -> None:
+        partitions = [_partition(0, uncommitted=100)] + [_partition(n) for n in range(1, 6)]
+        pauser = self._applied(partitions)
+        partitions[0].committed = 60  # a commit confirmed: 40 held, under half the share of 100
+        pauser.apply(partitions, halted=False)
+        assert pauser.poll_timeout_s(partitions, self.idle_s, halted=False) == self.idle_s
+
+    def test_a_hold_is_not_polled_for(self) -> None:
+        """Every partition is paused while the dead-letter path is held, but the worker's progress cannot end it."""
+        partitions = [_partition(n) for n in range(6)]
+        pauser = self._applied(partitions, halted=True)
+        assert pauser.poll_timeout_s(partitions, self.idle_s, halted=True) == self.idle_s
+
+    def test_a_partition_no_longer_owned_does_not_count(self) -> None:
+        """Paused, then revoked: the partitions still owned are not paused, so nothing waits to be resumed."""
+        partitions = [_partition(0, uncommitted=100)] + [_partition(n) for n in range(1, 6)]
+        pauser = self._applied(partitions)
+        assert pauser.poll_timeout_s(partitions[1:], self.idle_s, halted=False) == self.idle_s
