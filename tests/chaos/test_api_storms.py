@@ -8,8 +8,8 @@ The outage lasts the issue's 60 s, met with the worker's default retry budget (2
 capped at 30 s) and its default circuit breaker (open after 10 failures in a row, one probe at a time, failed probes
 not counted), so the test shows what a deployment with default settings rides out.
 
-Every scenario runs on each HTTP backend a deployment would pick for speed (aiohttp, pyreqwest): a backend is kept
-only if it maps every one of these failures onto the same outcome. httpx passes the transport contract
+Every scenario runs on each HTTP backend a deployment would pick for speed (aiohttp, httptools, pyreqwest): a backend
+is kept only if it maps every one of these failures onto the same outcome. httpx passes the transport contract
 (tests/mics) but is an order of magnitude slower and is not run here.
 """
 
@@ -31,7 +31,7 @@ OUTAGE_S = 60
 EVENTS = "mics_worker_route_events_total"
 RETRY_AFTER_S = 1
 ANSWERS_429 = 4
-STORM_BACKENDS = ("aiohttp", "pyreqwest")
+STORM_BACKENDS = ("aiohttp", "httptools", "pyreqwest")
 
 
 @pytest.fixture(params=STORM_BACKENDS)

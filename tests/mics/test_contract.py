@@ -297,7 +297,7 @@ async def test_reset_part_way_through_the_body_is_a_connection_reset(backend: st
 
 # httpx reports an unreadable status line as its RemoteProtocolError, which it also raises for a peer that
 # closed without answering; its backend maps that type to connection_reset, so it is not listed here.
-@pytest.mark.parametrize("backend", ["aiohttp", "pyreqwest"])
+@pytest.mark.parametrize("backend", ["aiohttp", "httptools", "pyreqwest"])
 async def test_an_answer_that_is_not_http_is_a_protocol_error(backend: str) -> None:
     """Bytes that are not an HTTP response are a retryable protocol_error."""
     result = await RawPeer(b"NOT HTTP AT ALL\r\n\r\n").post(backend)

@@ -3,6 +3,7 @@
 import pytest
 
 from worker.mics.aiohttp_backend import AiohttpTransport
+from worker.mics.httptools_backend import HttptoolsTransport
 from worker.mics.httpx_backend import HttpxTransport
 from worker.mics.pyreqwest_backend import PyreqwestTransport
 from worker.mics.transport import BACKENDS, DEFAULT_BACKEND, Timeouts, make_transport
@@ -11,7 +12,12 @@ from worker.mics.transport import BACKENDS, DEFAULT_BACKEND, Timeouts, make_tran
 class TestMakeTransport:
     @pytest.mark.parametrize(
         ("backend", "kind"),
-        [("aiohttp", AiohttpTransport), ("httpx", HttpxTransport), ("pyreqwest", PyreqwestTransport)],
+        [
+            ("aiohttp", AiohttpTransport),
+            ("httptools", HttptoolsTransport),
+            ("httpx", HttpxTransport),
+            ("pyreqwest", PyreqwestTransport),
+        ],
     )
     async def test_builds_the_named_backend(self, backend: str, kind: type) -> None:
         """Each backend name gives its transport, which closes cleanly without having sent anything."""
@@ -21,7 +27,7 @@ class TestMakeTransport:
 
     def test_unknown_backend_lists_the_choices(self) -> None:
         """An unknown backend name is a ValueError naming the valid ones."""
-        with pytest.raises(ValueError, match="aiohttp, httpx, pyreqwest"):
+        with pytest.raises(ValueError, match="aiohttp, httptools, httpx, pyreqwest"):
             make_transport("requests", Timeouts(), max_connections=4)
 
     def test_at_least_one_connection(self) -> None:

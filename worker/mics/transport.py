@@ -1,7 +1,7 @@
 """The one small HTTP interface both backends implement, and the failures it may raise.
 
-The client depends on this protocol only, so the HTTP library (aiohttp, httpx, pyreqwest) is a deployment choice
-(``MICS_WORKER_HTTP_BACKEND``), measured in ``bench/HTTP_BACKENDS.md``.
+The client depends on this protocol only, so the HTTP library (aiohttp, httptools, httpx, pyreqwest) is a deployment
+choice (``MICS_WORKER_HTTP_BACKEND``), measured in ``bench/HTTP_BACKENDS.md``.
 
 Exception tree (every one is chained ``from`` the library's own exception)::
 
@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-BACKENDS: Final = ("aiohttp", "httpx", "pyreqwest")
+BACKENDS: Final = ("aiohttp", "httptools", "httpx", "pyreqwest")
 # pyreqwest spends the least CPU per event end to end and passes the contract and API-storm suites
 # (bench/RESULTS.md, "Issue 16"); aiohttp is the fallback, httpx an order of magnitude slower.
 DEFAULT_BACKEND: Final = "pyreqwest"
@@ -95,6 +95,10 @@ def make_transport(backend: str, timeouts: Timeouts, max_connections: int) -> Tr
         from worker.mics.aiohttp_backend import AiohttpTransport  # noqa: PLC0415 - import only the chosen library
 
         return AiohttpTransport(timeouts, max_connections)
+    if backend == "httptools":
+        from worker.mics.httptools_backend import HttptoolsTransport  # noqa: PLC0415 - import only the chosen library
+
+        return HttptoolsTransport(timeouts, max_connections)
     if backend == "httpx":
         from worker.mics.httpx_backend import HttpxTransport  # noqa: PLC0415 - import only the chosen library
 
