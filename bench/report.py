@@ -101,7 +101,8 @@ def main_section(results: Result) -> str:
         "",
         f"Versions: Python {meta['python']}, confluent-kafka {meta['confluent_kafka']} (librdkafka "
         f"{meta['librdkafka']}), Kafka {meta['kafka']}, orjson {meta['orjson']}, aiohttp {meta['aiohttp']}, "
-        f"httpx {meta['httpx']}, uvloop {meta['uvloop']}, jsonschema-rs {meta['jsonschema_rs']}. "
+        f"httptools {meta.get('httptools', '-')}, httpx {meta['httpx']}, pyreqwest {meta.get('pyreqwest', '-')}, "
+        f"uvloop {meta['uvloop']}, jsonschema-rs {meta['jsonschema_rs']}. "
         f"Worker code: {meta['commit']}.",
         "",
         "### End to end: pre-produced stream, first consume to last commit",

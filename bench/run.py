@@ -53,7 +53,7 @@ HTTPX_SHARE = 10  # httpx runs get events / 10: it is an order of magnitude slow
 WORKER_CONCURRENCY = 64  # the worker's default MICS_WORKER_MAX_CONCURRENCY, for the HTTP ceiling
 LATENCY_RATE_SHARE = 0.3  # latency phase load: 30% of the measured throughput (headroom on a busy box)...
 LATENCY_RATE_CAP = 2000.0  # ...at most this many events/s
-_REPORTED_DISTRIBUTIONS = ("orjson", "aiohttp", "httpx", "pyreqwest", "uvloop", "jsonschema-rs")
+_REPORTED_DISTRIBUTIONS = ("orjson", "aiohttp", "httptools", "httpx", "pyreqwest", "uvloop", "jsonschema-rs")
 
 
 def main(argv: list[str] | None = None) -> int:
