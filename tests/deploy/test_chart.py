@@ -20,6 +20,7 @@ import pytest
 
 from tests.support.tools import require_tool
 from worker.config import WorkerConfig
+from worker.mics.transport import BACKENDS, DEFAULT_BACKEND
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "mics-worker"
@@ -170,7 +171,7 @@ class TestDefaultRelease:
             "MICS_WORKER_ROUTES": "mics-events=envelope",
             "MICS_WORKER_DLQ_TOPIC": "mics-worker-dlq",
             "MICS_WORKER_API_BASE_URL": "https://api.mediarithmics.com",
-            "MICS_WORKER_HTTP_BACKEND": "pyreqwest",
+            "MICS_WORKER_HTTP_BACKEND": "httptools",
             "MICS_WORKER_HEALTH_PORT": "9102",
             "MICS_WORKER_LOG_FORMAT": "json",
             "MICS_WORKER_LOG_LEVEL": "INFO",
@@ -243,6 +244,12 @@ class TestShutdownBudget:
         """The chart's default drainTimeoutSeconds is the worker's own DRAIN_TIMEOUT_S default."""
         data = one(render(), "ConfigMap")["data"]
         assert float(data["MICS_WORKER_DRAIN_TIMEOUT_S"]) == WORKER_DRAIN_TIMEOUT_S
+
+    def test_schema_offers_exactly_the_workers_backends_and_defaults_to_its_default(self) -> None:
+        """The chart's httpBackend choices are the worker's BACKENDS, and its default is the worker's default."""
+        schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+        assert set(schema["properties"]["config"]["properties"]["httpBackend"]["enum"]) == set(BACKENDS)
+        assert one(render(), "ConfigMap")["data"]["MICS_WORKER_HTTP_BACKEND"] == DEFAULT_BACKEND
 
     def test_schema_keeps_the_margin(self) -> None:
         """values.schema.json refuses a margin smaller than the worker's shutdown after its drain."""

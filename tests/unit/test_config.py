@@ -52,7 +52,7 @@ class TestMinimalEnvironment:
         assert config.group_id == "mics-worker"
         assert config.dlq_topic == "mics-worker-dlq"
         assert config.api_base_url == "https://api.mediarithmics.com"
-        assert config.http_backend == "pyreqwest"
+        assert config.http_backend == "httptools"
         assert config.health_port == 9102
         assert config.log_format == "json"
         assert config.drain_timeout_s == 30.0
