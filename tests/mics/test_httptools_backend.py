@@ -888,3 +888,42 @@ class TestUrls:
             with pytest.raises(ValueError, match="without credentials"):
                 await new_transport().request("GET", url.format(port=peer.port), {}, None)
         assert peer.connections == 0
+
+
+class TestOnUvloop:
+    """The worker runs on uvloop, whose transports differ from asyncio's in detail (write buffering, close and abort
+    ordering): the exchanges that lean on them, once more on uvloop."""
+
+    def test_keep_alive_chunked_bodies_deadlines_and_resets_on_uvloop(self) -> None:
+        uvloop = pytest.importorskip("uvloop")
+
+        async def chunked(exchange: Exchange) -> None:
+            await exchange.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", b"2\r\nok\r\n", b"0\r\n\r\n")
+
+        async def stall_then_reset(exchange: Exchange) -> None:
+            if exchange.target == b"/stall":
+                await exchange.send(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+                await until_closed(exchange)
+            else:
+                exchange.writer.transport.abort()
+
+        async def scenario() -> tuple[list[int], int, type[BaseException], type[BaseException]]:
+            transport = HttptoolsTransport(FAST, max_connections=2)
+            try:
+                async with RawPeer(chunked) as peer:
+                    statuses = [(await get(transport, peer)).status for _ in range(3)]
+                    reused = peer.connections
+                async with RawPeer(stall_then_reset) as peer:
+                    errors = []
+                    for path in ("/stall", "/reset"):
+                        with pytest.raises((TransportTimeout, TransportConnectionReset)) as caught:
+                            await get(transport, peer, path)
+                        errors.append(caught.type)
+            finally:
+                await transport.aclose()
+            return statuses, reused, errors[0], errors[1]
+
+        statuses, connections, stalled, reset = uvloop.run(scenario())
+        assert statuses == [200, 200, 200]
+        assert connections == 1  # one keep-alive connection carried the three
+        assert (stalled, reset) == (TransportTimeout, TransportConnectionReset)
