@@ -271,6 +271,12 @@ class TestRequestHead:
         with pytest.raises(ValueError, match="control character"):
             request_head("GET", "/", "h", {"X-Value": value}, None)
 
+    def test_a_refused_value_is_never_repeated_in_the_error(self) -> None:
+        """The value may be a credential (a token file with a stray newline): the error names the header, not it."""
+        with pytest.raises(ValueError, match="Authorization") as refused:
+            request_head("GET", "/", "h", {"Authorization": "Bearer s3cr3t-t0ken\n"}, None)
+        assert "s3cr3t" not in str(refused.value)
+
     @pytest.mark.parametrize("name", ["Host", "content-length", "TRANSFER-ENCODING", "CoNnEcTiOn"])
     def test_a_transport_owned_header_is_refused_in_any_case(self, name: str) -> None:
         """Host, Content-Length, Transfer-Encoding and Connection decide the framing: only the transport writes them."""
