@@ -27,6 +27,7 @@ from worker.metrics import WorkerMetrics
 from worker.mics.client import ApiPaths, MicsClient
 from worker.mics.transport import make_transport
 from worker.pipeline import Pipeline, RunSummary
+from worker.processes import watch_supervisor
 from worker.rebalance import RebalanceBridge
 from worker.registry import SchemaRegistry, make_registry
 from worker.sensitive import MASK, is_secret_kafka_property
@@ -94,6 +95,8 @@ async def _run(config: WorkerConfig) -> RunSummary:
     )
     callbacks.bridge = bridge = pipeline.bridge()
     _install_signal_handlers(pipeline)
+    if config.processes > 1:  # a member of `run --processes N`: stop with its supervisor
+        watch_supervisor(os.getppid(), lambda: _supervisor_gone(pipeline))
     try:
         return await pipeline.run(bridge)
     finally:
@@ -182,6 +185,11 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     except ImportError:  # pragma: no cover
         return None
     return uvloop.new_event_loop
+
+
+def _supervisor_gone(pipeline: Pipeline) -> None:
+    log.warning("the supervising `run --processes` process is gone: draining in-flight messages, committing, leaving")
+    pipeline.request_stop()
 
 
 def _install_signal_handlers(pipeline: Pipeline) -> None:

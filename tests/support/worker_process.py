@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,20 @@ from tests.support.kafka_broker import free_port
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 __all__ = ["WorkerProcess", "worker_env"]
+
+
+def free_port_run(count: int) -> int:
+    """The first of `count` consecutive ports nobody listens on right now."""
+    while True:
+        base = free_port()
+        with contextlib.ExitStack() as held:
+            try:
+                for port in range(base, base + count):
+                    probe = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+                    probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # one of them is taken: another base
+        return base
 
 
 def worker_env(
@@ -62,8 +77,8 @@ def worker_env(
 class WorkerProcess:
     """One worker process; `metric()` and `ready()` read its health port, `stop()` sends SIGTERM and waits."""
 
-    def __init__(self, env: Mapping[str, str], *, args: tuple[str, ...] = ()) -> None:
-        self.health_port = free_port()
+    def __init__(self, env: Mapping[str, str], *, args: tuple[str, ...] = (), health_ports: int = 1) -> None:
+        self.health_port = free_port_run(health_ports)  # `run --processes N` gives member i the base port + i
         self.env = {**os.environ, **env, "MICS_WORKER_HEALTH_PORT": str(self.health_port)}
         self.env.setdefault("MICS_WORKER_HEALTH_HOST", "127.0.0.1")
         self.args = args
