@@ -55,8 +55,8 @@ IDLE_S: Final = 30.0
 
 _TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _UNSAFE: Final = re.compile(r"[\x00-\x1f\x7f]")
+_UNSAFE_IN_VALUE: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # HTAB is allowed inside a field value
 _OWNED: Final = frozenset({"host", "content-length", "transfer-encoding", "connection"})
-_NO_BODY_STATUSES: Final = frozenset({204, 304})
 
 
 def request_head(method: str, target: str, host: str, headers: Mapping[str, str], length: int | None) -> bytes:
@@ -71,7 +71,7 @@ def request_head(method: str, target: str, host: str, headers: Mapping[str, str]
     for name, value in headers.items():
         if not _TOKEN.fullmatch(name) or name.lower() in _OWNED:
             raise ValueError(f"header name refused: {name!r}")
-        if _UNSAFE.search(value.replace("\t", " ")):
+        if _UNSAFE_IN_VALUE.search(value):
             raise ValueError(f"the value of header {name!r} holds a control character")
         lines.append(f"{name}: {value}")
     if length is not None:
@@ -193,13 +193,13 @@ class _Connection(asyncio.Protocol):
         now = self._loop.time()
         if now >= self._deadline:
             self._fail(TransportTimeout("the total deadline passed before the whole response"))
-        elif self._transport is not None and self._transport.get_write_buffer_size():
+            return
+        if self._transport is not None and self._transport.get_write_buffer_size():
             self._last_read = now  # the request is still being written: the wait for an answer has not begun
-            self._timer = self._loop.call_at(min(self._deadline, now + self._read_s), self._check_deadlines)
         elif now - self._last_read >= self._read_s:
             self._fail(TransportTimeout(f"no byte from the API for {self._read_s:g} s"))
-        else:
-            self._timer = self._loop.call_at(min(self._deadline, self._last_read + self._read_s), self._check_deadlines)
+            return
+        self._timer = self._loop.call_at(min(self._deadline, self._last_read + self._read_s), self._check_deadlines)
 
     def _count_head(self, size: int) -> None:
         self._head_bytes += size
@@ -211,11 +211,9 @@ class _Connection(asyncio.Protocol):
         return "content-length" not in headers and "chunked" not in headers.get("transfer-encoding", "").lower()
 
     def _complete(self) -> None:
-        status = self._parser.get_status_code()
-        body = b"".join(self._body) if status not in _NO_BODY_STATUSES else b""
         if not self._parser.should_keep_alive():
             self.abort_after_reply()
-        self._finish(RawResponse(status, self._headers, body))
+        self._finish(RawResponse(self._parser.get_status_code(), self._headers, b"".join(self._body)))
 
     def _finish(self, outcome: RawResponse | TransportError) -> None:
         waiter = self._waiter
@@ -266,17 +264,18 @@ class _Pool:
         self._waiters: deque[asyncio.Future[None]] = deque()
 
     async def acquire(self, deadline: float) -> _Connection:
+        """An idle connection still fit for use, else a new one once the limit allows (waiting until `deadline`)."""
         loop = asyncio.get_running_loop()
-        while self._idle:
-            connection = self._idle.pop()
-            if connection.reusable and loop.time() - connection.idle_since < IDLE_S:
-                return connection
-            connection.abort()
-            self._open -= 1
-        if self._open >= self._limit:
-            await self._wait_for_room(loop, deadline)
-            if self._idle:
-                return await self.acquire(deadline)
+        while True:
+            while self._idle:
+                connection = self._idle.pop()
+                if connection.reusable and loop.time() - connection.idle_since < IDLE_S:
+                    return connection
+                connection.abort()
+                self._open -= 1
+            if self._open < self._limit:
+                break
+            await self._wait_for_room(loop, deadline)  # returns with room or an idle connection, or raises
         self._open += 1
         try:
             return await self._connect(loop, deadline)
@@ -354,8 +353,6 @@ class HttptoolsTransport:
         """Send one request and read the whole response, mapping every failure onto a TransportError."""
         origin_end = url.find("/", url.find("//") + 2)
         prefix, target = (url, "/") if origin_end < 0 else (url[:origin_end], url[origin_end:])
-        if "?" in prefix or "#" in prefix:
-            raise ValueError("a query or fragment needs a path before it")
         pool, host = self._pools.get(prefix) or self._pool(prefix)
         request = request_head(method, target, host, headers, None if body is None else len(body))
         if body:
@@ -378,6 +375,9 @@ class HttptoolsTransport:
         self._pools.clear()
 
     def _pool(self, prefix: str) -> tuple[_Pool, str]:
+        """The pool of a new origin (a refused prefix is never cached, so every later request meets the refusal)."""
+        if "?" in prefix or "#" in prefix:
+            raise ValueError("a query or fragment needs a path before it")
         parts = urlsplit(prefix)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
             raise ValueError("the API URL must be http(s)://host[:port] without credentials")
