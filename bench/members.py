@@ -83,12 +83,16 @@ def _one_run(
         cpu_before = procstat.cpu_seconds(procstat.process_tree(pid))
         produce_all(bootstrap, topic, stream)
         watcher = CommitWatcher(bootstrap, env["MICS_WORKER_GROUP_ID"], end_offsets(bootstrap, [topic]))
+        deadline = time.monotonic() + max(_JOIN_TIMEOUT_S, len(stream) / 100)  # 100 events/s: a broken worker
         try:
             while watcher.committed() < watcher.target:
+                if time.monotonic() > deadline or not worker.is_running():
+                    raise RuntimeError(f"the stream was not committed in time:\n{worker.stderr()[-3000:]}")
                 time.sleep(_POLL_S)
         finally:
             watcher.close()
         cpu_after = procstat.cpu_seconds(procstat.process_tree(pid))
+        worker.stop()  # SIGTERM, forwarded to every member: none outlives the run
     return 1e6 * (cpu_after - cpu_before) / len(stream)
 
 
